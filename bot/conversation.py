@@ -1,0 +1,147 @@
+"""What every channel does with a user message before and after Rasa.
+
+- clean the text (control characters, bidi overrides, length) and stop users from injecting
+  intents: text starting with ``/`` reaches Rasa as a command only when it is one of the button
+  payloads defined in the domain;
+- send it to Rasa through :class:`bot.rasa_client.RasaClient`;
+- if Rasa cannot answer (down, slow, or an empty reply because the action server failed),
+  answer with the fail-safe text, and with the crisis text when the gateway's own copy of the
+  safety patterns matches.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Set
+
+from ruamel.yaml import YAML
+
+from bot import settings as settings_mod
+from bot.rasa_client import RasaClient, RasaUnavailable
+
+logger = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Normalise user text for the bot.
+
+    Removes NUL and other control characters and bidirectional overrides, turns zero-width
+    characters into spaces (so "i\\u200bwant" reads as two words), applies Unicode NFC,
+    collapses runs of whitespace and cuts to ``max_chars`` characters.
+    """
+    text = unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub(" ", text)
+    text = _ZERO_WIDTH.sub(" ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[:max_chars]
+
+
+def load_payloads(domain_dir: Path) -> Set[str]:
+    """Collect every button payload in the domain's responses (``domain/**/*.yml``)."""
+    yaml = YAML(typ="safe")
+    payloads: Set[str] = set()
+    for path in sorted(Path(domain_dir).rglob("*.yml")):
+        data = yaml.load(path.read_text(encoding="utf-8")) or {}
+        for variations in (data.get("responses") or {}).values():
+            for variation in variations or []:
+                for button in (variation or {}).get("buttons") or []:
+                    if isinstance(button, dict) and button.get("payload"):
+                        payloads.add(str(button["payload"]))
+    return payloads
+
+
+def load_failsafe(path: Path) -> Dict[str, Dict[str, str]]:
+    """Load ``data/failsafe.yml``: ``{"unavailable": {lang: text}, "crisis": {lang: text}}``."""
+    data = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
+    for kind in ("unavailable", "crisis"):
+        if "en" not in (data.get(kind) or {}):
+            raise ValueError(f"{path}: '{kind}' needs at least an English text")
+    return data
+
+
+@dataclass
+class Reply:
+    """What a channel shows the user: bot messages, and whether they are the fail-safe."""
+
+    messages: List[Dict[str, Any]]
+    failsafe: bool = False
+    crisis: Optional[str] = None
+
+
+@dataclass
+class Conversation:
+    """Channel-independent message handling (see module docstring)."""
+
+    rasa: RasaClient
+    payloads: Set[str]
+    failsafe_texts: Dict[str, Dict[str, str]]
+    max_chars: int = 1000
+    safety: Any = None  # bot.safety.SafetyPatterns, loaded lazily
+    extra_payloads: Set[str] = field(default_factory=lambda: {"/greet", "/stop", "/help_menu"})
+
+    def prepare(self, text: str) -> str:
+        """Clean the text and neutralise commands that are not our own button payloads."""
+        cleaned = clean_text(text or "", self.max_chars)
+        if cleaned.startswith("/") and cleaned not in self.payloads | self.extra_payloads:
+            cleaned = cleaned.lstrip("/").strip()
+        return cleaned
+
+    def _safety_match(self, text: str):
+        if self.safety is None:
+            try:
+                from bot.safety import default_patterns
+
+                self.safety = default_patterns()
+            except Exception:  # noqa: BLE001 - the fail-safe must work even without patterns
+                logger.exception("safety patterns could not be loaded")
+                return None
+        try:
+            return self.safety.match(text)
+        except Exception:  # noqa: BLE001
+            logger.exception("safety pattern matching failed")
+            return None
+
+    def failsafe(self, text: str, language: Optional[str]) -> Reply:
+        """The reply when Rasa cannot answer: crisis text if the safety patterns match."""
+        lang = language if language in settings_mod.SUPPORTED_LANGUAGES else "en"
+        match = self._safety_match(text) if text else None
+        kind = "crisis" if match else "unavailable"
+        texts = self.failsafe_texts[kind]
+        return Reply([{"text": texts.get(lang) or texts["en"]}], failsafe=True,
+                     crisis=match.category if match else None)
+
+    async def handle(self, sender: str, text: str, metadata: Dict[str, Any],
+                     language: Optional[str] = None) -> Reply:
+        """Send one (already prepared) message to Rasa and return what to show the user.
+
+        Args:
+            sender: pseudonymous conversation id.
+            text: prepared text (see :meth:`prepare`); must not be empty.
+            metadata: channel metadata passed on to Rasa.
+            language: best guess of the user's language for the fail-safe text.
+        """
+        try:
+            messages = await self.rasa.send(sender, text, metadata)
+        except RasaUnavailable as exc:
+            logger.warning("Rasa unavailable, sending the fail-safe reply (%s)", exc)
+            return self.failsafe(text, language)
+        messages = [m for m in messages if m.get("text") or m.get("buttons")]
+        if not messages:
+            logger.warning("Rasa returned no message, sending the fail-safe reply")
+            return self.failsafe(text, language)
+        return Reply(messages)
+
+
+def guess_language(metadata: Dict[str, Any], supported: Iterable[str] = settings_mod.SUPPORTED_LANGUAGES) -> str:
+    """Pick a language for gateway-made texts from channel metadata (choice, then hint)."""
+    for key in ("language_choice", "language_hint"):
+        value = str(metadata.get(key) or "").split("-")[0].lower()
+        if value in supported:
+            return value
+    return "en"

@@ -1,0 +1,1 @@
+"""The services directory: YAML files in data/services/, validated and queried through SQL."""

@@ -1,0 +1,1 @@
+"""Custom Rasa NLU components: LanguageDetector and SafetyGate (referenced from config.yml)."""

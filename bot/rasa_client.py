@@ -1,0 +1,110 @@
+"""Client for Rasa's REST channel (``POST /webhooks/rest/webhook``), shared by all channels.
+
+Balances across several Rasa instances (round robin, skipping instances that failed recently)
+and turns every failure into :class:`RasaUnavailable`, so the caller can send the fail-safe reply.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+
+class RasaUnavailable(Exception):
+    """No Rasa instance answered in time, or the answer was not a list of messages."""
+
+
+class RasaClient:
+    """Send user messages to Rasa and return the bot's messages.
+
+    Args:
+        urls: base URLs of the Rasa servers, e.g. ``["http://127.0.0.1:5005"]``.
+        timeout_s: total time allowed for one message, in seconds (all retries included).
+        cooldown_s: how long an instance that failed is skipped, in seconds.
+        transport: optional httpx transport (tests).
+    """
+
+    def __init__(self, urls: Sequence[str], timeout_s: float = 8.0, cooldown_s: float = 5.0,
+                 transport: Optional[httpx.AsyncBaseTransport] = None) -> None:
+        if not urls:
+            raise ValueError("at least one Rasa URL is required")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.timeout_s = timeout_s
+        self.cooldown_s = cooldown_s
+        self._down_until: Dict[str, float] = {}
+        self._cycle = itertools.cycle(range(len(self.urls)))
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        self._client = httpx.AsyncClient(timeout=timeout_s, limits=limits, transport=transport)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _order(self) -> List[str]:
+        start = next(self._cycle)
+        ordered = self.urls[start:] + self.urls[:start]
+        now = time.monotonic()
+        healthy = [u for u in ordered if self._down_until.get(u, 0) <= now]
+        return healthy + [u for u in ordered if u not in healthy]
+
+    async def send(self, sender: str, message: str,
+                   metadata: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+        """Send one user message; return Rasa's list of bot messages.
+
+        Args:
+            sender: the pseudonymous conversation id (never empty: Rasa would use "default").
+            message: the user's text or a button payload.
+            metadata: channel metadata (``channel``, ``language_hint``, ``language_choice``…).
+
+        Returns:
+            A list of dicts with ``text`` and optional ``buttons`` (``[{title, payload}]``),
+            possibly empty (Rasa returns ``[]`` when an action fails).
+
+        Raises:
+            RasaUnavailable: when no instance answered within ``timeout_s``.
+            ValueError: if ``sender`` is empty.
+        """
+        if not sender:
+            raise ValueError("sender must not be empty")
+        body = {"sender": sender, "message": message, "metadata": metadata or {}}
+        deadline = time.monotonic() + self.timeout_s
+        last_error: Optional[Exception] = None
+        for url in self._order():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                break
+            try:
+                response = await self._client.post(
+                    f"{url}/webhooks/rest/webhook", json=body, timeout=remaining
+                )
+                response.raise_for_status()
+                data = response.json()
+                if not isinstance(data, list):
+                    raise RasaUnavailable("Rasa answered with something other than a list")
+                self._down_until.pop(url, None)
+                return [m for m in data if isinstance(m, dict)]
+            except httpx.TimeoutException as exc:
+                # A slow instance may still be processing this message; sending it to another
+                # instance would process it twice, so give up instead of retrying elsewhere.
+                self._down_until[url] = time.monotonic() + self.cooldown_s
+                raise RasaUnavailable(f"timeout after {self.timeout_s}s") from exc
+            except (httpx.HTTPError, ValueError, RasaUnavailable) as exc:
+                logger.warning("Rasa instance %s failed: %s", url, type(exc).__name__)
+                self._down_until[url] = time.monotonic() + self.cooldown_s
+                last_error = exc
+        raise RasaUnavailable(str(last_error) if last_error else "no Rasa instance available")
+
+    async def healthy(self) -> Dict[str, bool]:
+        """Ask each instance's ``GET /`` (Rasa's hello endpoint); return ``{url: ok}``."""
+        result = {}
+        for url in self.urls:
+            try:
+                r = await self._client.get(f"{url}/", timeout=2.0)
+                result[url] = r.status_code == 200
+            except httpx.HTTPError:
+                result[url] = False
+        return result

@@ -1,0 +1,155 @@
+"""Shared fixtures. The ``stack`` fixture starts the real servers on free loopback ports.
+
+It trains a model first if none exists for the current data (``python -m bot train``; Rasa's
+cache makes that quick when little changed), then starts the action server, one Rasa server
+(REST channel, SQLite tracker store in a temporary folder) and the gateway, once per test
+session.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float, proc: Optional[subprocess.Popen] = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+@dataclass
+class Stack:
+    """The running servers, and helpers to talk to them and to stop/start parts."""
+
+    tmp: Path
+    env: Dict[str, str]
+    model: Path
+    ports: Dict[str, int]
+    procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: List = field(default_factory=list)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def rasa(self) -> str:
+        return f"http://127.0.0.1:{self.ports['rasa']}"
+
+    @property
+    def tracker_url(self) -> str:
+        return self.env["TRACKER_STORE_URL"]
+
+    def _spawn(self, name: str, cmd: List[str], extra: Optional[Dict[str, str]] = None) -> None:
+        log = open(self.tmp / f"{name}.log", "ab")
+        self.logs.append(log)
+        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(extra or {})},
+                                            stdout=log, stderr=subprocess.STDOUT)
+
+    def start_actions(self) -> None:
+        self._spawn("actions", [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
+                                "-p", str(self.ports["actions"])])
+        wait_http(f"http://127.0.0.1:{self.ports['actions']}/health", 90, self.procs["actions"])
+
+    def start_rasa(self) -> None:
+        endpoints = self.tmp / "endpoints.yml"
+        endpoints.write_text(
+            f"action_endpoint:\n  url: http://127.0.0.1:{self.ports['actions']}/webhook\n"
+            f"tracker_store:\n  type: SQL\n  url: \"{self.tracker_url}\"\n"
+            "lock_store:\n  type: in_memory\n")
+        rasa = str(Path(sys.executable).parent / "rasa")
+        self._spawn("rasa", [rasa, "run", "-m", str(self.model), "--endpoints", str(endpoints),
+                             "--credentials", "credentials.yml", "-i", "127.0.0.1",
+                             "-p", str(self.ports["rasa"])])
+        wait_http(self.rasa + "/", 240, self.procs["rasa"])
+
+    def start_gateway(self) -> None:
+        self._spawn("gateway", [sys.executable, "-m", "bot.gateway"])
+        wait_http(self.gateway + "/healthz", 60, self.procs["gateway"])
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def chat(self, text: str, session: Optional[str] = None, **metadata) -> dict:
+        """POST /api/chat; returns the JSON reply plus ``session`` and ``texts``."""
+        session = session or str(uuid.uuid4())
+        r = httpx.post(self.gateway + "/api/chat",
+                       json={"session_id": session, "message": text, "metadata": metadata},
+                       timeout=30)
+        assert r.status_code == 200, r.text
+        data = r.json()
+        data["session"] = session
+        data["texts"] = [m.get("text", "") for m in data["messages"]]
+        return data
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    from bot.cli import current_model, train
+
+    model = current_model()
+    if not model.exists():
+        train()
+    return model
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, model_path) -> Stack:
+    tmp = tmp_path_factory.mktemp("stack")
+    ports = {name: free_port() for name in ("actions", "rasa", "gateway")}
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": str(ROOT), "SANIC_HOST": "127.0.0.1",
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+        "RASA_TELEMETRY_ENABLED": "false",
+        "TRACKER_STORE_URL": f"sqlite:///{tmp / 'tracker.db'}",
+        "DIRECTORY_DB_URL": f"sqlite:///{tmp / 'directory.db'}",
+        "RASA_URLS": f"http://127.0.0.1:{ports['rasa']}", "RASA_TIMEOUT": "20",
+        "GATEWAY_PORT": str(ports["gateway"]), "SIGNPOST_HMAC_KEY": "test-key-" + "x" * 24,
+        "RATE_LIMIT_PER_MINUTE": "1000",
+    })
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    s = Stack(tmp=tmp, env=env, model=model_path, ports=ports)
+    try:
+        s.start_actions()
+        s.start_rasa()
+        s.start_gateway()
+        yield s
+    finally:
+        for name in list(s.procs):
+            s.stop(name)
+        for log in s.logs:
+            log.close()
