@@ -52,7 +52,8 @@ def load_payloads(domain_dir: Path) -> Set[str]:
             for variation in variations or []:
                 for button in (variation or {}).get("buttons") or []:
                     if isinstance(button, dict) and button.get("payload"):
-                        payloads.add(str(button["payload"]))
+                        # Rasa formats payloads like texts: "{{" in the YAML is sent as "{"
+                        payloads.add(str(button["payload"]).replace("{{", "{").replace("}}", "}"))
     return payloads
 
 
