@@ -35,12 +35,13 @@ class ActionSessionStart(Action):
         for key, value in carried.items():
             events.append(SlotSet(key, value))
 
+        supported = tuple(((domain.get("slots") or {}).get("language") or {}).get("values") or SUPPORTED)
         choice, hint = _code(metadata.get("language_choice")), _code(metadata.get("language_hint"))
-        if choice in SUPPORTED:
+        if choice in supported:
             language = choice
-        elif carried.get("language") in SUPPORTED:
+        elif carried.get("language") in supported:
             language = carried["language"]
-        elif hint in SUPPORTED:
+        elif hint in supported:
             language = hint
         else:
             language = "en"

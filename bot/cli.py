@@ -6,6 +6,7 @@
     load-directory    validate data/services/ and load it into the directory database
     purge             delete conversations older than RETENTION_DAYS (or --older-than DAYS)
     forget SENDER     delete one conversation (by its pseudonymous id)
+    i18n-merge LANG   move staged translations (i18n/LANG/) into domain/responses/
 """
 from __future__ import annotations
 
@@ -231,6 +232,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("load-directory", help="load data/services into the directory DB")
     p_purge = sub.add_parser("purge", help="delete old conversations")
     p_purge.add_argument("--older-than", type=float, default=None, help="days")
+    p_merge = sub.add_parser("i18n-merge", help="merge i18n/<lang>/*.yml into domain/responses")
+    p_merge.add_argument("language")
     p_forget = sub.add_parser("forget", help="delete one conversation")
     p_forget.add_argument("sender")
     args = parser.parse_args(argv)
@@ -260,6 +263,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"purged {result.conversations} conversations ({result.events} events) "
               f"older than {days:g} days")
         return 0
+    if args.command == "i18n-merge":
+        from bot import i18n
+
+        merged, unknown = i18n.merge(args.language)
+        print(f"merged {merged} responses for '{args.language}'")
+        for name in unknown:
+            print(f"  unknown response (not in domain/responses): {name}")
+        return 1 if unknown else 0
     if args.command == "forget":
         from bot.privacy import forget
 

@@ -136,7 +136,7 @@ class LanguageIdentifier:
             share = ours[best] / total
             if share >= self.threshold and (total >= 0.5 or n >= 5):
                 return Detection(best, share, True, "langdetect", n)
-        if n >= 4 and not fw and probs:
+        if n >= 5 and not fw and probs:
             top = max(probs, key=probs.get)
             if top not in self.supported and probs[top] >= self.unsupported_threshold:
                 return Detection(top, probs[top], False, "langdetect", n)

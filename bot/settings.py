@@ -14,7 +14,22 @@ from typing import List
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 
-SUPPORTED_LANGUAGES = ("en", "de", "fr", "ar")
+
+
+def _domain_languages() -> tuple:
+    """The values of the ``language`` slot in domain/core.yml: adding a language is a data change."""
+    try:
+        from ruamel.yaml import YAML
+
+        core = YAML(typ="safe").load((ROOT / "domain" / "core.yml").read_text(encoding="utf-8"))
+        values = core["slots"]["language"]["values"]
+        return tuple(str(v) for v in values)
+    except Exception:  # noqa: BLE001 - never fail to start over this; English always works
+        return ("en", "de", "fr", "ar")
+
+
+#: Languages the bot speaks, in the order of the ``language`` slot's values (first = default).
+SUPPORTED_LANGUAGES = _domain_languages()
 
 
 def _env(name: str, default: str) -> str:
