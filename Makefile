@@ -9,7 +9,7 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: run test test-fast train check validate bench clean install browser-deps
+.PHONY: run test test-fast train check validate bench clean install browser-deps reload
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@py=$$(scripts/find-python310.sh) || exit 1; \
@@ -52,3 +52,7 @@ bench: install train
 
 clean:
 	rm -rf var/results .pytest_cache
+
+## Validate everything staff edit, with file and line for each problem.
+check: install
+	$(PY) -m bot check

@@ -2,6 +2,7 @@
 
     run               start Rasa, the action server and the gateway (``make run``)
     train             train a model if none exists for the current data (``make train``)
+    check             validate everything staff edit (make check)
     build-responses   regenerate domain/responses/crisis_numbers.yml from data/services/
     load-directory    validate data/services/ and load it into the directory database
     purge             delete conversations older than RETENTION_DAYS (or --older-than DAYS)
@@ -229,6 +230,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_train.add_argument("--force", action="store_true")
     p_train.add_argument("--finetune", action="store_true")
     sub.add_parser("build-responses", help="regenerate crisis number responses")
+    p_check = sub.add_parser("check", help="validate everything staff edit")
+    p_check.add_argument("--skip-rasa", action="store_true")
     sub.add_parser("load-directory", help="load data/services into the directory DB")
     p_purge = sub.add_parser("purge", help="delete old conversations")
     p_purge.add_argument("--older-than", type=float, default=None, help="days")
@@ -243,6 +246,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "train":
         train(force=args.force, extra=["--finetune"] if args.finetune else None)
         return 0
+    if args.command == "check":
+        from bot import check
+
+        return check.main(skip_rasa=args.skip_rasa)
     if args.command == "build-responses":
         from bot import responses_builder
 

@@ -132,10 +132,21 @@ class Conversation:
         except RasaUnavailable as exc:
             logger.warning("Rasa unavailable, sending the fail-safe reply (%s)", exc)
             return self.failsafe(text, language)
+        crisis_answered = any(isinstance(m.get("custom"), dict)
+                              and m["custom"].get("signpost") == "crisis" for m in messages)
         messages = [m for m in messages if m.get("text") or m.get("buttons")]
         if not messages:
             logger.warning("Rasa returned no message, sending the fail-safe reply")
             return self.failsafe(text, language)
+        if not crisis_answered and not text.startswith("/"):
+            # Safety net under Rasa: if our own patterns see a crisis but Rasa's answer was not a
+            # crisis answer (e.g. the action server failed at session start), the crisis
+            # numbers still come first.
+            match = self._safety_match(text)
+            if match is not None:
+                logger.warning("crisis not answered by Rasa; adding the fail-safe crisis reply")
+                safe = self.failsafe(text, language)
+                return Reply(safe.messages + messages, failsafe=True, crisis=match.category)
         return Reply(messages)
 
 

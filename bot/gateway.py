@@ -25,7 +25,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     uvicorn.run(build_app(settings), host=settings.gateway_host, port=settings.gateway_port,
-                log_level="info", access_log=False, proxy_headers=False)
+                log_level="info", access_log=False, proxy_headers=False,
+                ws="none")  # no websockets here; rasa pins websockets 10, which uvicorn's "auto" cannot load
 
 
 if __name__ == "__main__":

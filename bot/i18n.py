@@ -109,7 +109,13 @@ def response_coverage(domain: Path = DOMAIN, languages: Iterable[str] = SUPPORTE
                 continue
             if name in LANGUAGE_NEUTRAL:
                 continue
-            payloads = _payloads(defaults[0])
+            # the reference for each audience/platform: the English (or default) variation
+            reference = {}
+            for v in variations:
+                cond = _conditions(v)
+                if cond.get("language", "en") == "en":
+                    key = tuple(sorted((k, str(x)) for k, x in cond.items() if k != "language"))
+                    reference.setdefault(key, _payloads(v))
             seen = defaultdict(int)
             for v in variations:
                 cond = _conditions(v)
@@ -118,10 +124,14 @@ def response_coverage(domain: Path = DOMAIN, languages: Iterable[str] = SUPPORTE
                     problems.append(Problem(rel, name, "a conditional variation has no language condition"))
                     continue
                 seen[lang] += 1
-                if _payloads(v) != payloads:
-                    problems.append(Problem(rel, name, f"the {lang} variation's buttons have payloads "
-                                            f"{_payloads(v)}, the default has {payloads}"))
-                if any(c.get("type") == "channel" or "channel" in v for c in (v.get("condition") or [])):
+                key = tuple(sorted((k, str(x)) for k, x in cond.items() if k != "language"))
+                expected = reference.get(key, reference.get((), []))
+                if key == (("audience", "teen"),) and key not in reference:
+                    expected = reference.get((), [])
+                if _payloads(v) != expected:
+                    problems.append(Problem(rel, name, f"the {lang} variation {dict(key) or ''} has button "
+                                            f"payloads {_payloads(v)}; English has {expected}"))
+                if any(c.get("type") == "channel" for c in (v.get("condition") or [])) or "channel" in v:
                     problems.append(Problem(rel, name, "uses a channel condition (Rasa prefers it over the language)"))
             for lang in languages:
                 if not seen.get(lang):

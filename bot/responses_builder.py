@@ -82,6 +82,9 @@ def build(directory: Optional[Dict[str, Country]] = None) -> str:
                     "condition": [{"type": "slot", "name": "language", "value": language},
                                   {"type": "slot", "name": "country", "value": code}],
                 })
+        for v in variations:
+            # a marker (not shown to users) that tells the gateway a crisis answer was given
+            v["custom"] = {"signpost": "crisis"}
         responses[f"utter_{kind_name}"] = variations
     yaml = YAML()
     yaml.width = 4096

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sre_constants
-import sre_parse
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,14 +82,10 @@ _CHAR_MAP = {
 }
 
 
-def _is_stripped_mark(ch: str) -> bool:
-    cp = ord(ch)
-    return (
-        0x0300 <= cp <= 0x036F  # Latin combining accents (after NFD): é -> e, ü -> u
-        or 0x064B <= cp <= 0x065F  # Arabic harakat, shadda, sukun, hamza above/below
-        or cp == 0x0670  # superscript alef
-        or 0x06D6 <= cp <= 0x06ED  # Quranic annotation marks
-    )
+# Marks stripped after NFD: Latin combining accents (é -> e, ü -> u), Arabic harakat, shadda,
+# sukun, hamza above/below (أ -> ا, ؤ -> و, ئ -> ي), superscript alef, Quranic annotations.
+_MARKS = re.compile("[\u0300-\u036f\u064b-\u065f\u0670\u06d6-\u06ed]")
+_ASCII_MAP = {ord("'"): " ", ord("`"): " "}
 
 
 _LETTER = r"[^\W\d_]"
@@ -100,6 +94,7 @@ _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "
 _LEET_INSIDE = re.compile(r"(?<=" + _LETTER + r")[0134578@$!|](?=" + _LETTER + r")")
 _LEET_END = re.compile(r"(?<=" + _LETTER + _LETTER + r")[03](?![\w])")
 _LEET_START = re.compile(r"(?<![\w$@])[$@](?=" + _LETTER + r"{2})")
+_LEET_ANY = re.compile(r"[0134578@$!|]")
 _REPEATS = re.compile(r"(" + _LETTER + r")\1{2,}")
 _SPACES = re.compile(r"\s+")
 
@@ -130,23 +125,26 @@ def _invisible_to_space(text: str) -> str:
 def _normalize(text: str, invisible: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"normalize() expects str, got {type(text).__name__}")
-    t = unicodedata.normalize("NFKC", text)
-    if invisible == "space":
-        t = _INVISIBLE_RUN.sub(" ", t)
-    elif invisible == "remove":
-        t = _INVISIBLE_RUN.sub("", t)
+    if text.isascii():  # fast path: NFKC, NFD and the mark stripping change nothing
+        t = text.lower().translate(_ASCII_MAP)
     else:
-        t = _invisible_to_space(t)
-    t = t.translate(_ALWAYS_REMOVE)
-    t = t.casefold()
-    t = unicodedata.normalize("NFD", t)
-    t = "".join(ch for ch in t if not _is_stripped_mark(ch))
-    t = unicodedata.normalize("NFC", t)
-    t = t.translate(_CHAR_MAP)
-    t = _LEET_START.sub(lambda m: _LEET[m.group(0)], t)
-    for _ in range(2):  # "k!11" needs two passes
-        t = _LEET_INSIDE.sub(lambda m: _LEET[m.group(0)], t)
-    t = _LEET_END.sub(lambda m: _LEET[m.group(0)], t)
+        t = unicodedata.normalize("NFKC", text)
+        if invisible == "space":
+            t = _INVISIBLE_RUN.sub(" ", t)
+        elif invisible == "remove":
+            t = _INVISIBLE_RUN.sub("", t)
+        else:
+            t = _invisible_to_space(t)
+        t = t.translate(_ALWAYS_REMOVE)
+        t = t.casefold()
+        t = _MARKS.sub("", unicodedata.normalize("NFD", t))
+        t = unicodedata.normalize("NFC", t)
+        t = t.translate(_CHAR_MAP)
+    if _LEET_ANY.search(t):
+        t = _LEET_START.sub(lambda m: _LEET[m.group(0)], t)
+        for _ in range(2):  # "k!11" needs two passes
+            t = _LEET_INSIDE.sub(lambda m: _LEET[m.group(0)], t)
+        t = _LEET_END.sub(lambda m: _LEET[m.group(0)], t)
     t = _REPEATS.sub(r"\1\1", t)
     return _SPACES.sub(" ", t).strip()
 
@@ -188,7 +186,7 @@ def normalize(text: str) -> str:
 def _variants(text: str) -> List[str]:
     """Normalised readings of ``text`` to match: one, or three when invisible chars are present."""
     first = _normalize(text, "auto")
-    if not _INVISIBLE_RUN.search(unicodedata.normalize("NFKC", text)):
+    if text.isascii() or not _INVISIBLE_RUN.search(text):
         return [first]
     out = [first]
     for mode in ("space", "remove"):
@@ -232,8 +230,10 @@ class _Pattern:
     category: str
     language: str
     file: str
-    source: str
-    regex: Pattern[str]
+    source: str  # the whole regex (list items joined with |), after defs expansion
+    parts: Tuple[str, ...]  # the regex list items (or the one regex), after defs expansion
+    trees: Tuple[Any, ...]  # parse trees of the parts (None if the private parser is missing)
+    regexes: Tuple[Pattern[str], ...]  # the compiled parts
     examples: Tuple[str, ...]
     not_examples: Tuple[str, ...]
     is_exception: bool
@@ -244,7 +244,10 @@ _PATTERN_KEYS = {"id", "category", "regex", "examples", "not_examples", "notes"}
 _REQUIRED_KEYS = ("id", "category", "regex")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _DEF_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_FLAGS = re.IGNORECASE
+# Text is casefolded by normalize(), and the loader rejects upper-case letters in regexes, so the
+# regexes are compiled case-sensitively: the regex engine can then skip alternatives that start
+# with a literal character after looking at one character, which is several times faster.
+_FLAGS = 0
 
 
 def _read_yaml(path: Path) -> Any:
@@ -261,33 +264,248 @@ def _read_yaml(path: Path) -> Any:
     return yaml12.load(text)
 
 
-def _starts_with_boundary(parsed: Any) -> bool:
-    """True if every way through the parsed regex starts with ``\\b`` (used to speed matching)."""
-    data = list(parsed)
+# --- the fast gate --------------------------------------------------------------------------
+# Everything below up to SafetyPatterns is only about speed. It reads the regex parse trees with
+# the standard library's (private) sre parser; if that API ever changes, the gate switches itself
+# off and matching stays correct, only slower.
+
+try:  # Python 3.11+
+    from re import _compiler as _sre_compile  # type: ignore[attr-defined]
+    from re import _constants as _sre_c  # type: ignore[attr-defined]
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]
+except ImportError:  # Python 3.10 (Rasa 3.6)
+    import sre_compile as _sre_compile  # type: ignore[no-redef]
+    import sre_constants as _sre_c  # type: ignore[no-redef]
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+_WORD_START = re.compile(r"\b\w")
+
+
+def _starts_with_boundary(items: Any) -> bool:
+    """True if every way through the parsed regex starts with ``\\b``."""
+    data = list(items)
     if not data:
         return False
     op, av = data[0]
-    if op is sre_constants.AT:
-        return av is sre_constants.AT_BOUNDARY
-    if op is sre_constants.SUBPATTERN:
+    if op is _sre_c.AT:
+        return av is _sre_c.AT_BOUNDARY
+    if op is _sre_c.SUBPATTERN:
         return _starts_with_boundary(av[-1])
-    if op is sre_constants.BRANCH:
+    if op is _sre_c.BRANCH:
         return all(_starts_with_boundary(branch) for branch in av[1])
     return False
 
 
-def _starts_with_caret(parsed: Any) -> bool:
-    data = list(parsed)
-    if not data:
-        return False
-    op, av = data[0]
-    if op is sre_constants.AT:
-        return av is sre_constants.AT_BEGINNING or av is sre_constants.AT_BEGINNING_STRING
-    if op is sre_constants.SUBPATTERN:
-        return _starts_with_caret(av[-1])
-    if op is sre_constants.BRANCH:
-        return all(_starts_with_caret(branch) for branch in av[1])
-    return False
+@functools.lru_cache(maxsize=1)
+def _unicode_digits() -> frozenset:
+    """Every character ``\\d`` matches in str patterns: all Unicode decimal digits."""
+    everything = "".join(map(chr, range(0x110000)))
+    return frozenset(re.findall(r"\d", everything))
+
+
+_PREFIX_LEN = 2
+_PREFIX_CAP = 3000
+
+
+class _Unknown(Exception):
+    """Raised inside the prefix analysis when a construct is not understood."""
+
+
+def _in_chars(av: Any) -> Optional[frozenset]:
+    """The characters a character class (IN) matches, or None if too many / not understood."""
+    got: set = set()
+    for iop, iav in av:
+        if iop is _sre_c.LITERAL:
+            got.add(chr(iav))
+        elif iop is _sre_c.RANGE and iav[1] - iav[0] <= 512:
+            got.update(chr(c) for c in range(iav[0], iav[1] + 1))
+        elif iop is _sre_c.CATEGORY and iav is _sre_c.CATEGORY_DIGIT:
+            got.update(_unicode_digits())
+        else:  # NEGATE, \w, \s, big ranges ...
+            return None
+    return frozenset(got)
+
+
+def _extend(cur: set, items: Any, k: int) -> Tuple[set, set]:
+    """Follow the parsed sequence ``items`` from the open prefixes ``cur``.
+
+    Returns ``(open, done)``: prefixes shorter than ``k`` that later items may extend, and
+    finished ones (``k`` characters long, or shorter meaning "then anything"). Always errs on the
+    side of more/shorter prefixes.
+    """
+    repeats = (_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT, getattr(_sre_c, "POSSESSIVE_REPEAT", None))
+    done: set = set()
+    for op, av in items:
+        if not cur:
+            break
+        if op is _sre_c.AT or op is _sre_c.ASSERT or op is _sre_c.ASSERT_NOT:
+            continue  # consumes nothing; ignoring a constraint only adds prefixes
+        if op is _sre_c.LITERAL:
+            chars: Optional[frozenset] = frozenset((chr(av),))
+        elif op is _sre_c.IN:
+            chars = _in_chars(av)
+        elif op is _sre_c.SUBPATTERN:
+            if av[1] & (_sre_c.SRE_FLAG_IGNORECASE | _sre_c.SRE_FLAG_LOCALE):
+                raise _Unknown
+            cur, d = _extend(cur, av[-1], k)
+            done |= d
+            continue
+        elif op is _sre_c.BRANCH:
+            new: set = set()
+            for alt in av[1]:
+                o, d = _extend(set(cur), alt, k)
+                new |= o
+                done |= d
+            cur = new
+            if len(cur) + len(done) > _PREFIX_CAP:
+                raise _Unknown
+            continue
+        elif op in repeats:
+            lo, hi, sub = av
+            o, d = _extend(set(cur), sub, k)
+            done |= d
+            if hi != 1:  # more iterations could follow: stop these prefixes here ("then anything")
+                done |= o
+                o = set()
+            if lo == 0:
+                o |= cur
+            cur = o
+            continue
+        else:  # ANY, NOT_LITERAL, CATEGORY, GROUPREF, ...
+            chars = None
+        if chars is None:
+            done |= cur
+            cur = set()
+            break
+        new = set()
+        for pre in cur:
+            for c in chars:
+                q = pre + c
+                (done if len(q) >= k else new).add(q)
+        cur = new
+        if len(cur) + len(done) > _PREFIX_CAP:
+            raise _Unknown
+    return cur, done
+
+
+def _word_prefixes(tree: Any) -> Optional[frozenset]:
+    """For a regex that can only match where a word starts: the possible first 1-2 characters.
+
+    A one-character prefix means "this character, then anything". None when the regex may
+    match elsewhere or the analysis gives up.
+    """
+    if not _starts_with_boundary(tree):
+        return None
+    for k in (_PREFIX_LEN, 1):
+        try:
+            opened, done = _extend({""}, tree, k)
+        except _Unknown:
+            continue
+        prefixes = opened | done
+        if not prefixes or "" in prefixes:
+            return None
+        if not all(p[0].isalnum() or p[0] == "_" for p in prefixes):
+            return None  # could start with a non-word character: not only at word starts
+        return frozenset(prefixes)
+    return None
+
+
+def _compile_part(part: str) -> Tuple[Any, Pattern[str]]:
+    """Parse and compile one regex, keeping the parse tree for :class:`_PartIndex`.
+
+    Raises:
+        re.error: if the regex is invalid.
+    """
+    try:
+        tree = _sre_parse.parse(part, _FLAGS)
+        return tree, _sre_compile.compile(tree, _FLAGS)
+    except re.error:
+        raise
+    except Exception:  # noqa: BLE001 - private API changed: no tree, plain compile
+        return None, re.compile(part, _FLAGS)
+
+
+def _finditer(p: _Pattern, text: str) -> List[Any]:
+    """All matches of any part of ``p`` in ``text`` (non-overlapping per part), by start."""
+    return sorted((m for r in p.regexes for m in r.finditer(text)), key=lambda m: m.start())
+
+
+class _PartIndex:
+    """The regex parts of one category, indexed so that a message is scanned quickly.
+
+    Most parts start with ``\\b`` and a word (``\\b(?:want|wanna|wish)...``): they can only
+    match where a word starts, and only if the text there starts with one of a few two-letter
+    prefixes ("wa", "wi"). For each word of the message only the parts whose prefixes fit are
+    tried (``regex.match(text, pos)``) instead of every part at every position; the few other
+    parts (``^``-anchored, or able to start anywhere) are searched normally. If the analysis of
+    the regexes fails (it reads the standard library's private parse trees), every part is
+    simply searched normally: slower, same result.
+    """
+
+    def __init__(self, trees: Sequence[Any], regexes: Sequence[Pattern[str]]) -> None:
+        self.regexes: List[Pattern[str]] = list(regexes)
+        self.rest: List[int] = []  # parts searched normally
+        by2: Dict[str, List[int]] = {}
+        by1: Dict[str, List[int]] = {}
+        for i, tree in enumerate(trees):
+            prefixes = None
+            if tree is not None:
+                try:
+                    prefixes = _word_prefixes(tree)
+                except Exception:  # noqa: BLE001 - private API changed: plain search
+                    prefixes = None
+            if prefixes is None:
+                self.rest.append(i)
+                continue
+            for p in prefixes:
+                (by2 if len(p) == 2 else by1).setdefault(p, []).append(i)
+        rx = self.regexes
+        self.by2: Dict[str, Tuple[Tuple[int, Pattern[str]], ...]] = {
+            k: tuple((i, rx[i]) for i in sorted(set(v) | set(by1.get(k[0], ()))))
+            for k, v in by2.items()}
+        self.by1: Dict[str, Tuple[Tuple[int, Pattern[str]], ...]] = {
+            k: tuple((i, rx[i]) for i in sorted(set(v))) for k, v in by1.items()}
+
+    def leftmost(self, text: str, starts: Sequence[int],
+                 vetoed: Sequence[Tuple[int, int]] = ()) -> Optional[int]:
+        """Index of the part with the leftmost match not overlapping a ``vetoed`` span.
+
+        Ties (same start) go to the lower index. ``starts`` are the word starts of ``text``.
+        """
+        best: Optional[Tuple[int, int]] = None
+        for i in self.rest:
+            rx = self.regexes[i]
+            at = 0
+            while True:
+                m = rx.search(text, at)
+                if m is None or (best is not None and m.start() > best[0]):
+                    break
+                if not vetoed or not any(_spans_overlap(m.span(), v) for v in vetoed):
+                    if best is None or (m.start(), i) < best:
+                        best = (m.start(), i)
+                    break
+                at = m.start() + 1
+        by2, by1 = self.by2, self.by1
+        for pos in starts:
+            if best is not None and pos > best[0]:
+                break
+            cands = by2.get(text[pos:pos + 2]) or by1.get(text[pos])
+            if not cands:
+                continue
+            for i, rx in cands:
+                m = rx.match(text, pos)
+                if m is None:
+                    continue
+                if vetoed and any(_spans_overlap(m.span(), v) for v in vetoed):
+                    continue
+                if best is None or (pos, i) < best:
+                    best = (pos, i)
+                break
+        return None if best is None else best[1]
+
+
+def _word_starts(text: str) -> List[int]:
+    return [m.start() for m in _WORD_START.finditer(text)]
 
 
 def _spans_overlap(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
@@ -297,64 +515,34 @@ def _spans_overlap(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
 
 
 class _CategoryMatcher:
-    """All patterns and exceptions of one category, with combined regexes for speed."""
+    """The patterns and exceptions of one category (see :class:`_PartIndex`)."""
 
     def __init__(self, category: str, patterns: Sequence[_Pattern],
                  exceptions: Sequence[_Pattern]) -> None:
         self.category = category
         self.patterns = list(patterns)
         self.exceptions = list(exceptions)
-        self._by_group: Dict[str, _Pattern] = {}
-        bounded: List[str] = []
-        anchored: List[str] = []
-        other: List[str] = []
-        for i, p in enumerate(self.patterns):
-            name = f"p{i}"
-            self._by_group[name] = p
-            parsed = sre_parse.parse(p.source, _FLAGS)
-            part = f"(?P<{name}>{p.source})"
-            if _starts_with_caret(parsed):
-                anchored.append(part)
-            elif _starts_with_boundary(parsed):
-                bounded.append(part)
-            else:
-                other.append(part)
-        pieces = []
-        if anchored:
-            pieces.append("^(?:" + "|".join(anchored) + ")")
-        if bounded:
-            # the outer \b rejects positions inside words before trying any alternative
-            pieces.append(r"\b(?:" + "|".join(bounded) + ")")
-        pieces.extend(other)
-        self.combined: Optional[Pattern[str]] = (
-            re.compile("|".join(pieces), _FLAGS) if pieces else None)
-        self.exceptions_combined: Optional[Pattern[str]] = (
+        self._owner: List[_Pattern] = [p for p in self.patterns for _ in p.parts]
+        self.index = _PartIndex([t for p in self.patterns for t in p.trees],
+                                [r for p in self.patterns for r in p.regexes])
+        self.exceptions_any: Optional[Pattern[str]] = (
             re.compile("|".join(f"(?:{e.source})" for e in self.exceptions), _FLAGS)
             if self.exceptions else None)
 
-    def match(self, text: str) -> Optional[_Pattern]:
-        if self.combined is None:
-            return None
-        m = self.combined.search(text)
-        if m is None:
-            return None
-        if self.exceptions_combined is None or not self.exceptions_combined.search(text):
-            return self._by_group[m.lastgroup]  # type: ignore[index]
-        # Slow path (rare): some exception matched; keep only pattern matches that do not
-        # overlap an exception's span.
-        vetoed = [em.span() for e in self.exceptions for em in e.regex.finditer(text)]
-        for p in self.patterns:
-            for pm in p.regex.finditer(text):
-                if not any(_spans_overlap(pm.span(), span) for span in vetoed):
-                    return p
-        return None
+    def match(self, text: str, starts: Sequence[int]) -> Optional[_Pattern]:
+        """The pattern with the leftmost match in ``text`` that no exception overlaps."""
+        vetoed: List[Tuple[int, int]] = []
+        if self.exceptions_any is not None and self.exceptions_any.search(text):
+            vetoed = [m.span() for e in self.exceptions for m in _finditer(e, text)]
+        i = self.index.leftmost(text, starts, vetoed)
+        return None if i is None else self._owner[i]
 
     def all_matches(self, text: str) -> List[Tuple[_Pattern, bool]]:
         """Every pattern matching ``text``, each with whether an exception vetoes it."""
-        vetoed = [em.span() for e in self.exceptions for em in e.regex.finditer(text)]
+        vetoed = [em.span() for e in self.exceptions for em in _finditer(e, text)]
         out = []
         for p in self.patterns:
-            spans = [pm.span() for pm in p.regex.finditer(text)]
+            spans = [pm.span() for pm in _finditer(p, text)]
             if spans:
                 ok = any(not any(_spans_overlap(s, v) for v in vetoed) for s in spans)
                 out.append((p, not ok))
@@ -403,8 +591,8 @@ class SafetyPatterns:
                 regex: '\\bwhat\\s+is\\s+self[- ]harm\\s+content\\b'
                 examples: ["what is self-harm content"]
 
-        Regexes are matched (``re.search``, case-insensitive) against :func:`normalize` output,
-        so they are written in lower case, without accents or Arabic diacritics, with ``ss`` for
+        Regexes are matched (``re.search``) against :func:`normalize` output, so they are
+        written in lower case (upper-case letters are rejected), without accents or Arabic diacritics, with ``ss`` for
         ``ß``, ``ا`` for every alef form, ``ي`` for ``ى``, ``ه`` for ``ة``, and with a space (or
         ``\\s?``) where an apostrophe was. Named groups, back-references and global inline flags
         are not allowed (the patterns of one category are combined into one regex).
@@ -502,11 +690,11 @@ class SafetyPatterns:
             raise TypeError(f"match() expects str, got {type(text).__name__}")
         if not text.strip():
             return None
-        variants = _variants(text)
+        variants = [(v, _word_starts(v)) for v in _variants(text)]
         for category in PRIORITY:
             matcher = self._matchers[category]
-            for v in variants:
-                p = matcher.match(v)
+            for v, starts in variants:
+                p = matcher.match(v, starts)
                 if p is not None:
                     return SafetyMatch(category, CATEGORY_INTENTS[category], p.id, p.language)
         return None
@@ -528,7 +716,7 @@ class SafetyPatterns:
                     out.append({"id": p.id, "category": category, "language": p.language,
                                 "vetoed": vetoed})
                 for e in matcher.exceptions:
-                    if e.regex.search(v):
+                    if any(r.search(v) for r in e.regexes):
                         out.append({"id": e.id, "category": category, "language": e.language,
                                     "exception": True})
         seen = set()
@@ -575,8 +763,9 @@ _FORBIDDEN = [
 def _check_letters(source: str, path: Path, pid: str) -> None:
     """Reject letters that normalize() would change, since such a regex could never match."""
     stripped = re.sub(r"\\.", "", source)
+    stripped = re.sub(r"\(\?[a-zA-Z]*[:=!<]", "", stripped)  # (?:  (?=  (?<!  (?i:
     for ch in set(stripped):
-        if not ch.isalpha() or ch.isascii():
+        if not ch.isalpha():
             continue
         norm = _normalize(ch, "auto")
         if norm != ch:
@@ -650,30 +839,38 @@ def _load_file(path: Path, seen: Dict[str, str]) -> Tuple[List[_Pattern], List[_
                 if bad.search(source):
                     raise SafetyPatternError(f"{path}: {kind} {pid}: {why}")
             _check_letters(source, path, pid)
-            try:
-                regex = re.compile(source, _FLAGS)
-            except re.error as exc:
-                raise SafetyPatternError(
-                    f"{path}: {kind} {pid}: regex does not compile: {exc}") from exc
-            if regex.search(""):
-                raise SafetyPatternError(f"{path}: {kind} {pid}: regex matches empty text")
+            parts = tuple(_expand_defs(r, defs, path, pid) for r in item["regex"]) \
+                if isinstance(item["regex"], list) else (source,)
+            trees, regexes = [], []
+            for part in parts:
+                try:
+                    tree, regex = _compile_part(part)
+                except re.error as exc:
+                    raise SafetyPatternError(
+                        f"{path}: {kind} {pid}: regex does not compile: {exc} in {part!r}"
+                    ) from exc
+                if regex.search(""):
+                    raise SafetyPatternError(f"{path}: {kind} {pid}: regex matches empty text")
+                trees.append(tree)
+                regexes.append(regex)
             examples = _as_str_list(item.get("examples"), path, pid, "examples")
             not_examples = _as_str_list(item.get("not_examples"), path, pid, "not_examples")
             if not examples:
                 raise SafetyPatternError(
                     f"{path}: {kind} {pid}: needs at least one example in 'examples'")
             for ex in examples:
-                if not any(regex.search(v) for v in _variants(ex)):
+                if not any(r.search(v) for v in _variants(ex) for r in regexes):
                     raise SafetyPatternError(
                         f"{path}: {kind} {pid}: example {ex!r} does not match (normalised: "
                         f"{normalize(ex)!r})")
             for ex in not_examples:
-                if any(regex.search(v) for v in _variants(ex)):
+                if any(r.search(v) for v in _variants(ex) for r in regexes):
                     raise SafetyPatternError(
                         f"{path}: {kind} {pid}: not_example {ex!r} matches (normalised: "
                         f"{normalize(ex)!r})")
-            out[is_exc].append(_Pattern(pid, category, language, str(path), source, regex,
-                                        examples, not_examples, is_exc))
+            out[is_exc].append(_Pattern(pid, category, language, str(path), source, parts,
+                                        tuple(trees), tuple(regexes), examples, not_examples,
+                                        is_exc))
     return out[False], out[True]
 
 

@@ -167,3 +167,17 @@ def test_forget_deletes_only_that_conversation(tmp_path):
     with privacy.engine_for(url).connect() as conn:
         left = [r[0] for r in conn.execute(sa.select(privacy.EVENTS.c.sender_id))]
     assert left == [sender_b]
+
+
+def test_safety_net_when_rasa_answers_a_crisis_off_script(tmp_path):
+    client, _ = make_client(tmp_path, lambda b: (200, [{"text": "Here is the topic menu."}]))
+    r = post(client, "i want to kill myself")
+    texts = [m["text"] for m in r.json()["messages"]]
+    assert texts[0].startswith("Thank you for telling me") and "999" in texts[0]
+    assert texts[1] == "Here is the topic menu."
+    # when Rasa gave the crisis answer (its marker is present), nothing is added
+    client, _ = make_client(tmp_path, lambda b: (200, [
+        {"text": "In danger right now? Call 999."}, {"custom": {"signpost": "crisis"}}]))
+    r = post(client, "i want to kill myself")
+    assert [m["text"] for m in r.json()["messages"]] == ["In danger right now? Call 999."]
+    assert r.json()["failsafe"] is False

@@ -5,7 +5,7 @@
   missing the tests FAIL with a message saying what to install; they never skip.
 - `make_chat(**context_options)` / `chat`: a fresh browser context + page per test, with
     * every request checked: only the gateway's own origin is allowed; the Quick-exit target
-      (EXIT_URL) is answered locally with a neutral page (optionally held, see ChatPage.hold_exit);
+      (EXIT_URL) is answered locally with a neutral page;
       anything else is aborted and reported;
     * JavaScript dialogs (alert/confirm/prompt), page errors and Content-Security-Policy / Trusted
       Types violations recorded, and checked when the test ends.
@@ -140,8 +140,6 @@ class ChatPage:
         self.gateway = gateway
         self.problems = problems
         self.exit_requests: list[str] = []
-        self.held_exits: list[Any] = []
-        self._hold_exit = False
 
     # ----- navigation -----
 
@@ -175,16 +173,12 @@ class ChatPage:
         self.page.locator("#message").press("Enter")
 
     def ask(self, text: str) -> None:
-        """Sends `text` and waits until the reply has arrived (typing indicator gone)."""
+        """Sends `text` and waits until the answer (or an error notice) is in (typing indicator gone)."""
         from playwright.sync_api import expect
 
-        before = len(self.gateway.chat_calls)
+        before = self.user().count()
         self.send(text)
-        deadline = time.monotonic() + 10
-        while len(self.gateway.chat_calls) <= before:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the page did not POST /api/chat for {text!r}")
-            self.page.wait_for_timeout(25)
+        expect(self.user()).to_have_count(before + 1)
         expect(self.page.locator("#typing")).to_be_hidden()
 
     def session_id(self) -> str | None:
@@ -200,30 +194,10 @@ class ChatPage:
 
     # ----- quick exit -----
 
-    def hold_exit(self) -> None:
-        """The next navigation to EXIT_URL is held (not answered) until release_exit()."""
-        self._hold_exit = True
-
-    def wait_for_held_exit(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.held_exits:
-            if time.monotonic() > deadline:
-                raise AssertionError("Quick exit did not start a navigation to the exit URL")
-            self.page.wait_for_timeout(20)
-
-    def release_exit(self) -> None:
-        self._hold_exit = False
-        while self.held_exits:
-            self.held_exits.pop().fulfill(status=200, content_type="text/html; charset=utf-8",
-                                          body=NEUTRAL_PAGE)
-
     def _route(self, route) -> None:
         url = route.request.url
         if url.split("#")[0].rstrip("/") == EXIT_URL.rstrip("/"):
             self.exit_requests.append(url)
-            if self._hold_exit:
-                self.held_exits.append(route)
-                return
             route.fulfill(status=200, content_type="text/html; charset=utf-8", body=NEUTRAL_PAGE)
             return
         parts = urlsplit(url)
@@ -240,7 +214,9 @@ class ChatPage:
         return self.page.evaluate("() => (window.__cspViolations || []).slice()")
 
 
-CSP_LISTENER = """
+# Injected into every document before its own scripts (not subject to the page's CSP):
+# records CSP violations seen by the page.
+INIT_SCRIPT = """
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
   window.__cspViolations.push({directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample});
@@ -258,7 +234,7 @@ def make_chat(chromium, gateway) -> Callable[..., ChatPage]:
         options.setdefault("viewport", {"width": 1280, "height": 800})
         options.setdefault("locale", "en-GB")
         context = chromium.new_context(**options)
-        context.add_init_script(CSP_LISTENER)
+        context.add_init_script(INIT_SCRIPT)
         problems = Problems()
         page = context.new_page()
         chat = ChatPage(page, context, gateway, problems)

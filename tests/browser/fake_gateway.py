@@ -15,7 +15,8 @@ Routes (the contract the real gateway, bot/app.py, must keep):
 
 Canned behaviour of /api/chat (chosen by the message text, so tests can steer it):
     metadata.event == "session_start"  greeting with two audience buttons (per language)
-    message starting with "/"          "You chose …" (a button payload), no buttons
+    message == PARENT_PAYLOAD          AUDIENCE_REPLY (per language), no buttons
+    other message starting with "/"    "You chose <payload>." (a button payload), no buttons
     contains "warning" / "علامات"      a warning-signs answer with a link and two buttons
     contains "429"                     429 with a kind server message
     contains "failsafe"                200 with failsafe: true and the server's failsafe text
@@ -101,6 +102,12 @@ AUDIENCE_BUTTONS = {
     "ar": ("أسأل عن شاب أو فتاة", "أسأل عن نفسي"),
 }
 PARENT_PAYLOAD = '/set_audience{"audience":"parent"}'
+AUDIENCE_REPLY = {
+    "en": "Thank you. I'll answer as a parent or carer. What would you like to know?",
+    "de": "Danke. Ich antworte Ihnen als Elternteil oder Bezugsperson. Was möchten Sie wissen?",
+    "fr": "Merci. Je vous réponds en tant que parent ou proche. Que voulez-vous savoir ?",
+    "ar": "شكرًا لك. سأجيبك بصفتك أحد الوالدين أو مقدّمي الرعاية. ماذا تريد أن تعرف؟",
+}
 TEEN_PAYLOAD = '/set_audience{"audience":"teen"}'
 
 WARNING_SIGNS = {
@@ -226,6 +233,8 @@ class FakeGateway:
         lowered = message.lower()
         if "slow" in lowered:
             await asyncio.sleep(SLOW_SECONDS)
+        if message == PARENT_PAYLOAD:
+            return self._reply([{"text": AUDIENCE_REPLY[lang]}])
         if message.startswith("/"):
             return self._reply([{"text": f"You chose {message}."}])
         if "429" in lowered:

@@ -353,12 +353,18 @@
     node.scrollIntoView({ block: block, behavior: reduce ? "auto" : "smooth" });
   }
 
+  var announceTimer = null;
+
+  // Polite status message (role="status"); an empty text clears it.
   function announce(text) {
+    window.clearTimeout(announceTimer);
     el.status.textContent = "";
-    // A fresh text node after a tick makes screen readers announce repeated texts too.
-    window.setTimeout(function () {
-      el.status.textContent = text;
-    }, 50);
+    if (text) {
+      // Set after a tick so that screen readers also announce a text repeated from last time.
+      announceTimer = window.setTimeout(function () {
+        el.status.textContent = text;
+      }, 50);
+    }
   }
 
   function setTyping(on) {
@@ -368,7 +374,7 @@
       announce(t("typing"));
       scrollToShow(el.typing, "nearest");
     } else {
-      el.status.textContent = "";
+      announce("");
     }
   }
 
@@ -593,8 +599,7 @@
         storageSet(KEY_SESSION, state.sessionId);
         opener = null;
         closeDeleteDialog();
-        addNotice(t("deleted"), false);
-        announce(t("deleted"));
+        addNotice(t("deleted"), false);   // announced by the log (role="log", polite)
         el.input.focus();
         startConversation();
       })
