@@ -7,6 +7,8 @@
     load-directory    validate data/services/ and load it into the directory database
     purge             delete conversations older than RETENTION_DAYS (or --older-than DAYS)
     forget SENDER     delete one conversation (by its pseudonymous id)
+    stats             anonymous figures per day/week, and a PNG chart
+    review            what users asked that the bot did not understand (masked, grouped)
     i18n-merge LANG   move staged translations (i18n/LANG/) into domain/responses/
 """
 from __future__ import annotations
@@ -235,6 +237,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub.add_parser("load-directory", help="load data/services into the directory DB")
     p_purge = sub.add_parser("purge", help="delete old conversations")
     p_purge.add_argument("--older-than", type=float, default=None, help="days")
+    p_stats = sub.add_parser("stats", help="anonymous usage figures")
+    p_stats.add_argument("--days", type=int, default=28)
+    p_stats.add_argument("--by", choices=["day", "week"], default="day")
+    p_stats.add_argument("--chart", default="var/stats.png")
+    p_review = sub.add_parser("review", help="what users asked that the bot did not understand")
+    p_review.add_argument("--days", type=int, default=7)
+    p_review.add_argument("--out", default="var/review.yml")
     p_merge = sub.add_parser("i18n-merge", help="merge i18n/<lang>/*.yml into domain/responses")
     p_merge.add_argument("language")
     p_forget = sub.add_parser("forget", help="delete one conversation")
@@ -269,6 +278,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = purge(settings.tracker_store_url, days)
         print(f"purged {result.conversations} conversations ({result.events} events) "
               f"older than {days:g} days")
+        return 0
+    if args.command == "stats":
+        from bot import analytics
+
+        periods = analytics.stats(settings.tracker_store_url, args.days, args.by)
+        print(analytics.format_stats(periods))
+        if periods:
+            print(f"chart: {analytics.chart(periods, ROOT / args.chart)}")
+        return 0
+    if args.command == "review":
+        from bot import analytics
+
+        groups = analytics.review(settings.tracker_store_url, args.days)
+        path = analytics.write_review(groups, ROOT / args.out)
+        print(f"{sum(map(len, groups))} message(s) in {len(groups)} group(s) → {path}")
         return 0
     if args.command == "i18n-merge":
         from bot import i18n

@@ -183,16 +183,38 @@ def normalize(text: str) -> str:
     return _normalize(text, "auto")
 
 
+_SPACED_LETTERS = re.compile(r"(?<!\w)(?:" + _LETTER + r"[ .\-_*]){2,}" + _LETTER + r"(?!\w)")
+_LONG_REPEAT = re.compile(r"(" + _LETTER + r")\1{2,}")
+_ANY_REPEAT = re.compile(r"(" + _LETTER + r")\1+")
+
+
 def _variants(text: str) -> List[str]:
-    """Normalised readings of ``text`` to match: one, or three when invisible chars are present."""
+    """The readings of ``text`` that the patterns are matched against (normalised, deduplicated).
+
+    Always :func:`normalize` ``(text)``. Extra readings only when the text shows a trick:
+
+    - invisible characters: also the readings with all of them as spaces / all removed;
+    - letters spelled out ("d i e", "k.i.l.l"): also with such runs joined ("die", "kill");
+    - letters stretched three times or more ("mouriiir"): also with every doubled letter cut
+      to one ("mourir"; patterns then need the single-letter spelling, e.g. ``kill+|kil``).
+    """
     first = _normalize(text, "auto")
-    if text.isascii() or not _INVISIBLE_RUN.search(text):
-        return [first]
     out = [first]
-    for mode in ("space", "remove"):
-        v = _normalize(text, mode)
-        if v not in out:
-            out.append(v)
+    if not text.isascii() and _INVISIBLE_RUN.search(text):
+        for mode in ("space", "remove"):
+            v = _normalize(text, mode)
+            if v not in out:
+                out.append(v)
+    for v in list(out):
+        if _SPACED_LETTERS.search(v):
+            joined = _SPACED_LETTERS.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), v)
+            if joined not in out:
+                out.append(joined)
+    if _LONG_REPEAT.search(text.casefold()):
+        for v in list(out):
+            single = _ANY_REPEAT.sub(r"\1", v)
+            if single not in out:
+                out.append(single)
     return out
 
 
