@@ -102,7 +102,7 @@ def response_coverage(domain: Path = DOMAIN, languages: Iterable[str] = SUPPORTE
     for path in sorted(domain.rglob("*.yml")):
         data = _load(path) or {}
         for name, variations in (data.get("responses") or {}).items():
-            rel = str(path.relative_to(ROOT))
+            rel = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
             defaults = [v for v in variations if not v.get("condition")]
             if not defaults:
                 problems.append(Problem(rel, name, "has no variation without a condition (the default)"))

@@ -192,7 +192,7 @@ class ChatPage:
                  return c.textContent; }"""
         )
 
-    # ----- quick exit -----
+    # ----- request routing (see the module docstring) -----
 
     def _route(self, route) -> None:
         url = route.request.url

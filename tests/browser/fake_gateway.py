@@ -1,8 +1,9 @@
 """A tiny stand-in for the Signpost gateway, for the web chat's browser tests.
 
-It serves bot/web/static as the real gateway does (same routes; the security headers are taken
-from bot.app.SECURITY_HEADERS, plus Trusted Types, see TRUSTED_TYPES) and answers /api/chat with canned replies instead of asking Rasa. Every request to
-/api/chat and /api/forget is recorded so tests can check what the page sent.
+It serves bot/web/static as the real gateway does (same routes; the security headers are the
+real gateway's own, imported from bot.app.SECURITY_HEADERS, plus Trusted Types, see TRUSTED_TYPES)
+and answers /api/chat with canned replies instead of asking Rasa. Every request to /api/chat and
+/api/forget is recorded so tests can check what the page sent.
 
 Routes (the contract the real gateway, bot/app.py, must keep):
     GET  /                  -> static/index.html

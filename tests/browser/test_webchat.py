@@ -70,6 +70,7 @@ def test_first_load_sends_session_start_and_shows_greeting(chat, gateway):
     expect(privacy).to_be_visible()
     expect(privacy).to_contain_text("30 days")
     expect(privacy).to_contain_text("IP address")
+    expect(privacy).to_contain_text("Delete my conversation")
     expect(page.locator("#privacy-link")).to_have_attribute("href", "/privacy?lang=en")
     expect(page.locator("#quick-exit")).to_be_visible()
     expect(page.get_by_role("button", name="I'm asking about a young person")).to_be_visible()

@@ -644,11 +644,13 @@
         lastUser = i;
       }
     });
+    var node = null;
     entries.forEach(function (e, i) {
       e.buttons = cleanButtons(e.buttons);
-      renderEntry(e, i > lastUser);
+      node = renderEntry(e, i > lastUser);
     });
     state.transcript = entries;
+    node.scrollIntoView({ block: "end" });   // back where the reader was: the latest message
     return true;
   }
 
