@@ -39,9 +39,10 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "web" / "static"
 
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
+    "form-action 'self'; frame-ancestors 'none'; require-trusted-types-for 'script'; "
+    "trusted-types 'none'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -207,8 +208,11 @@ def create_app(settings: Optional[Settings] = None, rasa: Optional[RasaClient] =
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
+    privacy_pages = {"de": "privacy.de.html", "fr": "privacy.fr.html", "ar": "privacy.ar.html"}
+
     async def privacy_page(request: Request) -> Response:
-        return FileResponse(STATIC / "privacy.html")
+        name = privacy_pages.get(request.query_params.get("lang", ""), "privacy.html")
+        return FileResponse(STATIC / name)
 
     routes = [
         Route("/", index),

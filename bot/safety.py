@@ -464,7 +464,8 @@ class _PartIndex:
     simply searched normally: slower, same result.
     """
 
-    def __init__(self, trees: Sequence[Any], regexes: Sequence[Pattern[str]]) -> None:
+    def __init__(self, trees: Sequence[Any], regexes: Sequence[Pattern[str]],
+                 sources: Sequence[str]) -> None:
         self.regexes: List[Pattern[str]] = list(regexes)
         self.rest: List[int] = []  # parts searched normally
         by2: Dict[str, List[int]] = {}
@@ -482,6 +483,10 @@ class _PartIndex:
             for p in prefixes:
                 (by2 if len(p) == 2 else by1).setdefault(p, []).append(i)
         rx = self.regexes
+        # one regex for "does any of the normally-searched parts match at all?" (usually not)
+        self.rest_any: Optional[Pattern[str]] = None
+        if len(self.rest) > 1:
+            self.rest_any = re.compile("|".join(f"(?:{sources[i]})" for i in self.rest), _FLAGS)
         self.by2: Dict[str, Tuple[Tuple[int, Pattern[str]], ...]] = {
             k: tuple((i, rx[i]) for i in sorted(set(v) | set(by1.get(k[0], ()))))
             for k, v in by2.items()}
@@ -495,7 +500,10 @@ class _PartIndex:
         Ties (same start) go to the lower index. ``starts`` are the word starts of ``text``.
         """
         best: Optional[Tuple[int, int]] = None
-        for i in self.rest:
+        rest = self.rest
+        if self.rest_any is not None and self.rest_any.search(text) is None:
+            rest = []
+        for i in rest:
             rx = self.regexes[i]
             at = 0
             while True:
@@ -546,7 +554,8 @@ class _CategoryMatcher:
         self.exceptions = list(exceptions)
         self._owner: List[_Pattern] = [p for p in self.patterns for _ in p.parts]
         self.index = _PartIndex([t for p in self.patterns for t in p.trees],
-                                [r for p in self.patterns for r in p.regexes])
+                                [r for p in self.patterns for r in p.regexes],
+                                [s for p in self.patterns for s in p.parts])
         self.exceptions_any: Optional[Pattern[str]] = (
             re.compile("|".join(f"(?:{e.source})" for e in self.exceptions), _FLAGS)
             if self.exceptions else None)

@@ -7,6 +7,8 @@ session.
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import socket
 import subprocess
@@ -126,9 +128,15 @@ def model_path() -> Path:
     return model
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory, model_path) -> Stack:
-    tmp = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def start_stack(tmp: Path, model: Optional[Path] = None):
+    """Start action server, Rasa and gateway on free ports; stop them on exit."""
+    if model is None:
+        from bot.cli import current_model, train
+
+        model = current_model()
+        if not model.exists():
+            train()
     ports = {name: free_port() for name in ("actions", "rasa", "gateway")}
     env = dict(os.environ)
     env.update({
@@ -142,7 +150,7 @@ def stack(tmp_path_factory, model_path) -> Stack:
         "RATE_LIMIT_PER_MINUTE": "1000",
     })
     env.pop("TELEGRAM_BOT_TOKEN", None)
-    s = Stack(tmp=tmp, env=env, model=model_path, ports=ports)
+    s = Stack(tmp=tmp, env=env, model=model, ports=ports)
     try:
         s.start_actions()
         s.start_rasa()
@@ -153,3 +161,9 @@ def stack(tmp_path_factory, model_path) -> Stack:
             s.stop(name)
         for log in s.logs:
             log.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, model_path) -> Stack:
+    with start_stack(tmp_path_factory.mktemp("stack"), model_path) as s:
+        yield s
