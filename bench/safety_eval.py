@@ -23,10 +23,10 @@ Definitions (a "positive" is a message labelled with a crisis category, "none" o
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
-from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -34,19 +34,28 @@ from typing import Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.safety import PRIORITY, SafetyPatterns, normalize  # noqa: E402
+from bot.safety import PRIORITY, SafetyPatterns, _read_yaml, normalize  # noqa: E402
 
 LABELLED = ROOT / "tests" / "safety" / "labelled.yml"
 PATTERNS = ROOT / "data" / "safety"
 RESULTS = ROOT / "bench" / "results" / "safety.md"
 LANGUAGES = ("en", "de", "fr", "ar")
 
+# How the labelled set came about; it decides how far its figures can be trusted.
+PROVENANCE = """\
+**Read these figures as in-sample.** The first 320 messages were written before the patterns;
+five more batches (~70-100 messages each, new phrasings and themes in all four languages) were
+each measured once *unseen* and then used to widen the patterns, so the whole set has now been
+tuned on. The unseen first-pass recall (exact category) of those batches was 0.58, 0.38, 0.59,
+0.41 and 0.63, with precision 0.92-1.00: on phrasings nobody has written a pattern for yet, the
+deterministic gate alone catches roughly half. It is a floor under the ML intent classifier
+(which is trained on crisis intents too), not a replacement for it, and the set should keep
+growing from reviewed, anonymised misses."""
+
 
 def load_labelled(path: Path = LABELLED) -> List[Dict[str, str]]:
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe", pure=True)
-    items = yaml.load(path.read_text(encoding="utf-8"))
+    """Read a labelled file (ruamel.yaml, YAML 1.2; PyYAML if ruamel is missing) and check it."""
+    items = _read_yaml(path)
     for i, item in enumerate(items):
         if set(item) != {"text", "category", "language"}:
             raise ValueError(f"{path}: item {i} must have exactly text, category, language")
@@ -98,13 +107,15 @@ def evaluate(patterns: SafetyPatterns, items: List[Dict[str, str]]) -> Dict:
         }
     per_lang = {lang: block([r for r in rows if r[0]["language"] == lang]) for lang in LANGUAGES}
     cells = {(cat, lang): ratio(
-        sum(1 for it, p, _ in rows if it["category"] == cat and it["language"] == lang and p == cat),
+        sum(1 for it, p, _ in rows
+            if it["category"] == cat and it["language"] == lang and p == cat),
         sum(1 for it, p, _ in rows if it["category"] == cat and it["language"] == lang))
         for cat in PRIORITY for lang in LANGUAGES}
     cell_n = {(cat, lang): sum(1 for it, _, _ in rows
                                if it["category"] == cat and it["language"] == lang)
               for cat in PRIORITY for lang in LANGUAGES}
-    misses = [(it, p, pid) for it, p, pid in rows if it["category"] != "none" and p != it["category"]]
+    misses = [(it, p, pid) for it, p, pid in rows
+              if it["category"] != "none" and p != it["category"]]
     false_alarms = [(it, p, pid) for it, p, pid in rows if it["category"] == "none" and p != "none"]
     return {"overall": block(rows), "per_category": per_cat, "per_language": per_lang,
             "cells": cells, "cell_n": cell_n, "misses": misses, "false_alarms": false_alarms,
@@ -121,22 +132,37 @@ def verbatim_overlap(patterns: SafetyPatterns, items: List[Dict[str, str]]) -> T
 
 
 def time_matching(patterns: SafetyPatterns, texts: List[str], rounds: int) -> Dict[str, float]:
-    per_round = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
+    """Mean µs per ``match()`` call over ``texts``.
+
+    The machine may be shared, so the garbage collector is paused and robust figures are kept:
+    the median and the best of ``rounds`` passes over all texts, and per message the fastest of
+    three repeats (for p50/p95/max).
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        for t in texts:  # warm-up
+            patterns.match(t)
+        per_round = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for t in texts:
+                patterns.match(t)
+            per_round.append((time.perf_counter() - t0) / len(texts) * 1e6)
+        singles = []
         for t in texts:
-            patterns.match(t)
-        per_round.append((time.perf_counter() - t0) / len(texts) * 1e6)
-    singles = []
-    for t in texts:
-        t0 = time.perf_counter()
-        for _ in range(max(1, rounds // 5)):
-            patterns.match(t)
-        singles.append((time.perf_counter() - t0) / max(1, rounds // 5) * 1e6)
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                patterns.match(t)
+                best = min(best, time.perf_counter() - t0)
+            singles.append(best * 1e6)
+    finally:
+        gc.enable()
     singles.sort()
-    return {"mean_us": statistics.mean(per_round), "best_round_us": min(per_round),
+    return {"median_round_us": statistics.median(per_round), "best_round_us": min(per_round),
             "p50_us": singles[len(singles) // 2], "p95_us": singles[int(len(singles) * 0.95)],
-            "max_us": singles[-1]}
+            "max_us": singles[-1], "rounds": rounds}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -152,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     items = load_labelled()
     res = evaluate(patterns, items)
     overlap, npos = verbatim_overlap(patterns, items)
-    timing = time_matching(patterns, [it["text"] for it in items], 5 if args.quick else 200)
+    timing = time_matching(patterns, [it["text"] for it in items], 3 if args.quick else 30)
 
     o = res["overall"]
     lines: List[str] = []
@@ -164,11 +190,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines.append("")
     lines.append(f"- Patterns: {len(patterns)} in {len(patterns.files)} files "
                  f"({', '.join(p.name for p in patterns.files)}), "
-                 f"{len(patterns._exceptions)} exceptions; load + self-check {load_ms:.0f} ms.")  # noqa: SLF001
+                 f"{len(patterns._exceptions)} exceptions; "  # noqa: SLF001
+                 f"load + self-check {load_ms:.0f} ms.")
     lines.append(f"- Labelled set: `tests/safety/labelled.yml`, {o['n']} messages, "
                  f"{o['positives']} positives, {o['negatives']} negatives (hard negatives). "
                  f"{npos - overlap}/{npos} positives ({(npos - overlap) / npos:.0%}) do not appear "
                  f"verbatim among the pattern examples.")
+    lines.append("")
+    lines.append(PROVENANCE)
     lines.append("")
     lines.append("## Overall")
     lines.append("")
@@ -210,10 +239,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines.append("")
     lines.append("## Speed")
     lines.append("")
-    lines.append(f"`match()` on the labelled messages: mean {timing['mean_us']:.1f} µs per call "
-                 f"(best round {timing['best_round_us']:.1f} µs); per message p50 "
+    lines.append(f"`match()` (normalisation included) over the {o['n']} labelled messages: mean "
+                 f"{timing['median_round_us']:.1f} µs per call (median of {timing['rounds']} "
+                 f"passes; best pass {timing['best_round_us']:.1f} µs); per message p50 "
                  f"{timing['p50_us']:.1f} µs, p95 {timing['p95_us']:.1f} µs, max "
-                 f"{timing['max_us']:.1f} µs. Target: < 200 µs.")
+                 f"{timing['max_us']:.1f} µs. Target: < 200 µs per message. Load time includes "
+                 f"YAML parsing (pure-Python ruamel), compiling every regex and checking every "
+                 f"example. The machine may be shared with other jobs; figures are indicative.")
     lines.append("")
     lines.append("## Misses and false alarms")
     lines.append("")
@@ -242,7 +274,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         b = res["per_language"][lang]
         print(f"  {lang:<11} n={b['n']:<3} recall {fmt(b['recall'])}  precision "
               f"{fmt(b['precision'])}  false alarms {b['false_alarms']}/{b['negatives']}")
-    print(f"match(): mean {timing['mean_us']:.1f} µs/call, p50 {timing['p50_us']:.1f}, "
+    print(f"match(): mean {timing['median_round_us']:.1f} µs/call (median of {timing['rounds']} "
+          f"passes, best {timing['best_round_us']:.1f}), per message p50 {timing['p50_us']:.1f}, "
           f"p95 {timing['p95_us']:.1f}, max {timing['max_us']:.1f}")
     if args.errors:
         for it, pred, pid in res["misses"]:

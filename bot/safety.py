@@ -14,7 +14,7 @@ Typical use::
 
     from bot.safety import default_patterns
     hit = default_patterns().match("i dont want to be here anymore")
-    if hit:                       # SafetyMatch(category='self_harm', intent='crisis_self_harm', ...)
+    if hit:  # SafetyMatch(category='self_harm', intent='crisis_self_harm', ...)
         ...
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Pattern, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 __all__ = [
     "CATEGORY_INTENTS",
@@ -622,11 +622,14 @@ class SafetyPatterns:
                 regex: '\\bwhat\\s+is\\s+self[- ]harm\\s+content\\b'
                 examples: ["what is self-harm content"]
 
-        Regexes are matched (``re.search``) against :func:`normalize` output, so they are
-        written in lower case (upper-case letters are rejected), without accents or Arabic diacritics, with ``ss`` for
-        ``ß``, ``ا`` for every alef form, ``ي`` for ``ى``, ``ه`` for ``ة``, and with a space (or
-        ``\\s?``) where an apostrophe was. Named groups, back-references and global inline flags
-        are not allowed (the patterns of one category are combined into one regex).
+        Regexes are searched (``re.search``, case-sensitive) in :func:`normalize` output and in
+        the extra readings :meth:`match` tries (invisible characters, spelled-out or stretched
+        letters), so they are written in lower case (upper-case letters are rejected), without
+        accents or Arabic diacritics, with ``ss`` for ``ß``, ``ا`` for every alef form, ``ي`` for
+        ``ى``, ``ه`` for ``ة``, and with a space (or ``\\s?``) where an apostrophe was. Named
+        groups, back-references and global inline flags (``(?i)``) are not allowed. A ``regex``
+        given as a list means "any of these"; each item is indexed separately, and items that
+        start with ``\\b`` and a word are matched fastest.
 
         An exception vetoes a match of its category when the two matched spans overlap, so
         "what is self-harm content? i want to die" still matches.

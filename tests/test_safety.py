@@ -360,8 +360,8 @@ def test_labelled_set_shape(labelled, patterns):
     for lang in LANGUAGES:
         assert pos_by_lang[lang] >= 10, lang
     # the labelled set must measure generalisation, not recite the pattern examples
-    examples = {normalize(e) for p in list(patterns._patterns) + list(patterns._exceptions)  # noqa: SLF001
-                for e in p.examples}
+    every = list(patterns._patterns) + list(patterns._exceptions)  # noqa: SLF001
+    examples = {normalize(e) for p in every for e in p.examples}
     positives = [i for i in labelled if i["category"] != "none"]
     unseen = [i for i in positives if normalize(i["text"]) not in examples]
     assert len(unseen) / len(positives) >= 0.70
