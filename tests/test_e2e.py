@@ -119,11 +119,17 @@ def test_action_server_down_crisis_still_answered(stack):
 
 
 def test_rasa_down_gateway_failsafe(stack):
-    """Runs last: stops Rasa for good."""
     stack.stop("rasa")
-    reply = stack.chat("how do recruiters work")
-    assert reply["failsafe"] is True
-    text = reply["texts"][0]
-    assert "999" in text and "112" in text and "911" in text
-    crisis = stack.chat("i want to die")
-    assert crisis["failsafe"] is True and crisis["texts"][0].startswith("Thank you for telling me")
+    try:
+        reply = stack.chat("how do recruiters work")
+        assert reply["failsafe"] is True
+        text = reply["texts"][0]
+        assert "999" in text and "112" in text and "911" in text
+        crisis = stack.chat("i want to die")
+        assert crisis["failsafe"] is True and crisis["texts"][0].startswith("Thank you for telling me")
+        arabic = stack.chat("أريد أن أموت", language_choice="ar")
+        assert "112" in arabic["texts"][0] and arabic["texts"][0].startswith("شكرًا")
+    finally:
+        stack.start_rasa()
+    # after the restart the conversation continues normally
+    assert stack.chat("what is love bombing")["failsafe"] is False
