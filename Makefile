@@ -56,3 +56,7 @@ clean:
 ## Validate everything staff edit, with file and line for each problem.
 check: install
 	$(PY) -m bot check
+
+## Train if needed and load the new model into every running Rasa instance (no downtime).
+reload: install
+	$(PY) -m bot reload

@@ -79,7 +79,9 @@ def check_rasa(root: Path = ROOT) -> List[Finding]:
             msg = text.split("UserWarning:", 1)[1].strip()
             if "is not used in any story or rule" in msg or "'unsupported_language'" in msg:
                 continue  # responses sent by actions; the intent set by the LanguageDetector
-            findings.append(Finding("warning", "rasa data validate", msg))
+            # anything else Rasa warns about (an intent or action missing from the domain, an
+            # example under two intents, a story conflict…) is a real mistake
+            findings.append(Finding("error", "rasa data validate", msg))
         elif " ERROR " in text or text.startswith("ERROR"):
             findings.append(Finding("error", "rasa data validate", text.split("ERROR", 1)[1].strip(" -")))
     if proc.returncode != 0 and not any(f.level == "error" for f in findings):
@@ -99,14 +101,14 @@ def check_translations() -> List[Finding]:
     return findings
 
 
-def check_rules_cover_intents() -> List[Finding]:
+def check_rules_cover_intents(root: Path = ROOT) -> List[Finding]:
     from bot import i18n
 
     used = set()
-    for path in list((ROOT / "data" / "rules").rglob("*.yml")) + list((ROOT / "data" / "stories").rglob("*.yml")):
+    for path in list((root / "data" / "rules").rglob("*.yml")) + list((root / "data" / "stories").rglob("*.yml")):
         used |= set(re.findall(r"-\s*intent:\s*([A-Za-z_]+)", path.read_text(encoding="utf-8")))
     findings = []
-    for intent in i18n.domain_intents():
+    for intent in i18n.domain_intents(root / "domain"):
         if intent not in used:
             findings.append(Finding("error", "data/rules/", f"intent '{intent}' has no rule or story, "
                                     "so the bot would not know what to answer. Add a rule in "
@@ -115,7 +117,7 @@ def check_rules_cover_intents() -> List[Finding]:
 
 
 def check_services(today: Optional[dt.date] = None) -> List[Finding]:
-    from bot.directory.loader import DirectoryError, load_directory, stale_entries
+    from bot.directory.loader import DirectoryError, load_directory, old_sources, stale_entries
 
     try:
         countries = load_directory()
@@ -123,6 +125,11 @@ def check_services(today: Optional[dt.date] = None) -> List[Finding]:
         return [Finding("error", "data/services", str(exc))]
     warnings, errors = stale_entries(countries, today=today)
     findings = []
+    for s, age in old_sources(countries, today=today):
+        path = ROOT / "data" / "services" / f"{s.country}.yml"
+        findings.append(Finding("warning", f"{path.relative_to(ROOT)}:{_line_of(path, 'id: ' + s.id)}",
+                                f"'{s.id}': its source is dated {s.source_date} ({age // 365} years "
+                                "old). Re-check the number and hours on the service's own site."))
     for level, items in (("warning", warnings), ("error", errors)):
         for s, age in items:
             path = ROOT / "data" / "services" / f"{s.country}.yml"
@@ -142,15 +149,15 @@ def check_safety() -> List[Finding]:
     return []
 
 
-def check_lengths() -> List[Finding]:
+def check_lengths(root: Path = ROOT) -> List[Finding]:
     findings = []
-    for path in sorted((ROOT / "domain").rglob("*.yml")):
+    for path in sorted((root / "domain").rglob("*.yml")):
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
         for name, variations in (data.get("responses") or {}).items():
             for v in variations or []:
                 n = len(str(v.get("text") or ""))
                 if n > TELEGRAM_LIMIT:
-                    findings.append(Finding("error", f"{path.relative_to(ROOT)}:{_line_of(path, name + ':')}",
+                    findings.append(Finding("error", f"{path.relative_to(root)}:{_line_of(path, name + ':')}",
                                             f"{name}: a variation has {n} characters; Telegram "
                                             f"allows {TELEGRAM_LIMIT}. Shorten it or split it."))
     return findings

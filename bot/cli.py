@@ -6,6 +6,7 @@
     build-responses   regenerate domain/responses/crisis_numbers.yml from data/services/
     load-directory    validate data/services/ and load it into the directory database
     purge             delete conversations older than RETENTION_DAYS (or --older-than DAYS)
+    reload            train if needed, then load the model into every running Rasa instance
     forget SENDER     delete one conversation (by its pseudonymous id)
     stats             anonymous figures per day/week, and a PNG chart
     review            what users asked that the bot did not understand (masked, grouped)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from bot.settings import ROOT, VAR, Settings
 
@@ -116,6 +118,46 @@ def write_endpoints(settings: Settings, action_port: int, path: Path) -> Path:
     return path
 
 
+def rasa_token() -> str:
+    """The token of Rasa's HTTP API: ``RASA_TOKEN``, or a random one kept in var/rasa.token."""
+    token = os.environ.get("RASA_TOKEN")
+    if token:
+        return token
+    path = VAR / "rasa.token"
+    if not path.exists():
+        import secrets
+
+        VAR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def reload_models(urls: List[str], model: Path, timeout_s: float = 300) -> Dict[str, float]:
+    """Load ``model`` into every running Rasa instance (``PUT /model``), one after the other.
+
+    Each instance keeps answering with its old model while it loads the new one, and the
+    instances are reloaded one at a time, so conversations are not dropped.
+
+    Returns:
+        ``{url: seconds taken}``.
+
+    Raises:
+        RuntimeError: if an instance refuses (wrong token, missing file) or times out.
+    """
+    import httpx
+
+    taken = {}
+    for url in urls:
+        start = time.monotonic()
+        r = httpx.put(f"{url}/model", params={"token": rasa_token()},
+                      json={"model_file": str(model.resolve())}, timeout=timeout_s)
+        if r.status_code != 204:
+            raise RuntimeError(f"{url} refused the new model: HTTP {r.status_code} {r.text[:300]}")
+        taken[url] = time.monotonic() - start
+    return taken
+
+
 def wait_http(url: str, timeout_s: float, proc: Optional[subprocess.Popen] = None) -> bool:
     import httpx
 
@@ -167,12 +209,12 @@ def run(args: argparse.Namespace) -> int:
         for i in range(instances):
             port = rasa_port + i
             cmd = [venv_bin("rasa"), "run", "-m", str(model), "--endpoints", str(endpoints),
-                   "--credentials", "credentials.yml", "-i", "127.0.0.1", "-p", str(port)]
-            if settings.rasa_token:
-                cmd += ["--enable-api", "--auth-token", settings.rasa_token]
+                   "--credentials", "credentials.yml", "-i", "127.0.0.1", "-p", str(port),
+                   "--enable-api", "--auth-token", rasa_token()]
             start(f"rasa-{i + 1}", cmd)
             urls.append(f"http://127.0.0.1:{port}")
         gateway_env = {"RASA_URLS": ",".join(urls)}
+        (VAR / "instances.json").write_text(json.dumps({"rasa_urls": urls}))
         gateway = start("gateway", [sys.executable, "-m", "bot.gateway"], gateway_env)
         deadline = float(os.environ.get("STARTUP_TIMEOUT", "180"))
         for url in urls:
@@ -246,6 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p_review.add_argument("--out", default="var/review.yml")
     p_merge = sub.add_parser("i18n-merge", help="merge i18n/<lang>/*.yml into domain/responses")
     p_merge.add_argument("language")
+    sub.add_parser("reload", help="train if needed and load the model into every running Rasa")
     p_forget = sub.add_parser("forget", help="delete one conversation")
     p_forget.add_argument("sender")
     args = parser.parse_args(argv)
@@ -302,6 +345,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         for name in unknown:
             print(f"  unknown response (not in domain/responses): {name}")
         return 1 if unknown else 0
+    if args.command == "reload":
+        model = train()
+        urls = [u for u in os.environ.get("RASA_URLS", "").split(",") if u]
+        if not urls and (VAR / "instances.json").exists():
+            urls = json.loads((VAR / "instances.json").read_text())["rasa_urls"]
+        if not urls:
+            print("No running Rasa instances found (start them with make run, or set RASA_URLS).")
+            return 1
+        for url, seconds in reload_models(urls, model).items():
+            print(f"{url}: now serving {model.name} (loaded in {seconds:.1f} s)")
+        return 0
     if args.command == "forget":
         from bot.privacy import forget
 

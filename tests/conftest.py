@@ -89,7 +89,8 @@ class Stack:
         rasa = str(Path(sys.executable).parent / "rasa")
         self._spawn("rasa", [rasa, "run", "-m", str(self.model), "--endpoints", str(endpoints),
                              "--credentials", "credentials.yml", "-i", "127.0.0.1",
-                             "-p", str(self.ports["rasa"])])
+                             "-p", str(self.ports["rasa"]), "--enable-api",
+                             "--auth-token", self.env["RASA_TOKEN"]])
         wait_http(self.rasa + "/", 240, self.procs["rasa"])
 
     def start_gateway(self) -> None:
@@ -147,7 +148,7 @@ def start_stack(tmp: Path, model: Optional[Path] = None):
         "DIRECTORY_DB_URL": f"sqlite:///{tmp / 'directory.db'}",
         "RASA_URLS": f"http://127.0.0.1:{ports['rasa']}", "RASA_TIMEOUT": "20",
         "GATEWAY_PORT": str(ports["gateway"]), "SIGNPOST_HMAC_KEY": "test-key-" + "x" * 24,
-        "RATE_LIMIT_PER_MINUTE": "1000",
+        "RATE_LIMIT_PER_MINUTE": "1000", "RASA_TOKEN": "test-rasa-token",
     })
     env.pop("TELEGRAM_BOT_TOKEN", None)
     s = Stack(tmp=tmp, env=env, model=model, ports=ports)

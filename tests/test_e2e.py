@@ -133,3 +133,37 @@ def test_rasa_down_gateway_failsafe(stack):
         stack.start_rasa()
     # after the restart the conversation continues normally
     assert stack.chat("what is love bombing")["failsafe"] is False
+
+
+def test_reload_swaps_the_model_while_users_keep_chatting(stack, tmp_path):
+    """make reload: PUT /model under load; no request fails, no fail-safe reply."""
+    import shutil
+    import threading
+
+    from bot.cli import reload_models
+
+    copy = tmp_path / "signpost-reloaded.tar.gz"
+    shutil.copy(stack.model, copy)
+    results, stop = [], threading.Event()
+
+    def chatter():
+        session = None
+        while not stop.is_set():
+            reply = stack.chat("what is love bombing", session)
+            session = reply["session"]
+            results.append(reply["failsafe"])
+
+    workers = [threading.Thread(target=chatter) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        taken = reload_models([stack.rasa], copy)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(60)
+    assert taken[stack.rasa] > 0
+    assert len(results) >= 6 and not any(results)
+    import httpx
+    status = httpx.get(stack.rasa + "/status", params={"token": "test-rasa-token"}).json()
+    assert status["model_file"].endswith("signpost-reloaded.tar.gz")

@@ -55,6 +55,7 @@ class Service:
     confidence: str
     source: str
     last_verified: dt.date
+    source_date: Optional[dt.date] = None
 
     def text(self, field_name: str, language: str) -> str:
         """A localised text field (``hours`` or ``note``), falling back to English."""
@@ -140,6 +141,14 @@ def parse_service(path: Path, country: str, raw: dict) -> Service:
             verified = None
     if not isinstance(verified, dt.date):
         raise _fail(path, sid, "last_verified", "must be a date YYYY-MM-DD")
+    source_date = raw.get("source_date")
+    if isinstance(source_date, str):
+        try:
+            source_date = dt.date.fromisoformat(source_date)
+        except ValueError:
+            raise _fail(path, sid, "source_date", "must be a date YYYY-MM-DD") from None
+    if source_date is not None and not isinstance(source_date, dt.date):
+        raise _fail(path, sid, "source_date", "must be a date YYYY-MM-DD")
     rank = raw.get("rank", 50)
     if not isinstance(rank, int):
         raise _fail(path, sid, "rank", "must be a whole number")
@@ -154,6 +163,7 @@ def parse_service(path: Path, country: str, raw: dict) -> Service:
         note=_texts(path, sid, "note", raw.get("note"), required=False),
         always_open=bool(raw.get("always_open", False)), rank=rank,
         confidence=confidence, source=str(raw["source"]), last_verified=verified,
+        source_date=source_date,
     )
 
 
@@ -205,6 +215,14 @@ def load_directory(directory: Path = SERVICES_DIR) -> Dict[str, Country]:
             ids[s.id] = path
         countries[country.code] = country
     return countries
+
+
+def old_sources(countries: Dict[str, Country], today: Optional[dt.date] = None,
+                max_days: int = 730) -> List[Tuple[Service, int]]:
+    """Services whose source page is dated more than ``max_days`` (2 years) ago."""
+    today = today or dt.date.today()
+    return [(s, (today - s.source_date).days) for c in countries.values() for s in c.services
+            if s.source_date and (today - s.source_date).days > max_days]
 
 
 def stale_entries(countries: Dict[str, Country], today: Optional[dt.date] = None,
