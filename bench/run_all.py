@@ -33,6 +33,8 @@ def main() -> int:
         if args.quick and script == "eval_shared.py":
             continue  # starts the whole stack: covered by the end-to-end tests
         cmd = [sys.executable, str(ROOT / "bench" / script)] + (["--quick"] if args.quick else [])
+        if args.quick and script == "safety_eval.py":
+            cmd.append("--no-write")
         print(f"== {title}: {' '.join(cmd[1:])}", flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=args.quick, text=True)
         if proc.returncode != 0:
