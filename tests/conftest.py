@@ -56,6 +56,11 @@ class Stack:
     ports: Dict[str, int]
     procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: List = field(default_factory=list)
+    #: Names of the Rasa instances ("rasa", "rasa-2", …); each has a port of the same name.
+    rasa_names: List[str] = field(default_factory=lambda: ["rasa"])
+    #: Lock store of the Rasa instances: "" = in-memory, else ``redis://host:port/db``.
+    redis_url: str = ""
+    redis_key_prefix: str = "signpost"
 
     @property
     def gateway(self) -> str:
@@ -64,6 +69,13 @@ class Stack:
     @property
     def rasa(self) -> str:
         return f"http://127.0.0.1:{self.ports['rasa']}"
+
+    def rasa_url(self, name: str = "rasa") -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def rasa_urls(self) -> List[str]:
+        return [self.rasa_url(name) for name in self.rasa_names]
 
     @property
     def tracker_url(self) -> str:
@@ -80,18 +92,31 @@ class Stack:
                                 "-p", str(self.ports["actions"])])
         wait_http(f"http://127.0.0.1:{self.ports['actions']}/health", 90, self.procs["actions"])
 
-    def start_rasa(self) -> None:
-        endpoints = self.tmp / "endpoints.yml"
-        endpoints.write_text(
-            f"action_endpoint:\n  url: http://127.0.0.1:{self.ports['actions']}/webhook\n"
-            f"tracker_store:\n  type: SQL\n  url: \"{self.tracker_url}\"\n"
-            "lock_store:\n  type: in_memory\n")
+    def write_endpoints(self) -> Path:
+        """The endpoints file shared by every Rasa instance, written by the production code."""
+        from bot.cli import write_endpoints
+        from bot.settings import Settings
+
+        return write_endpoints(Settings(tracker_store_url=self.tracker_url),
+                               self.ports["actions"], self.tmp / "endpoints.yml",
+                               redis_url=self.redis_url, key_prefix=self.redis_key_prefix)
+
+    def start_rasa(self, name: str = "rasa", wait: bool = True) -> None:
+        endpoints = self.write_endpoints()
         rasa = str(Path(sys.executable).parent / "rasa")
-        self._spawn("rasa", [rasa, "run", "-m", str(self.model), "--endpoints", str(endpoints),
-                             "--credentials", "credentials.yml", "-i", "127.0.0.1",
-                             "-p", str(self.ports["rasa"]), "--enable-api",
-                             "--auth-token", self.env["RASA_TOKEN"]])
-        wait_http(self.rasa + "/", 240, self.procs["rasa"])
+        self._spawn(name, [rasa, "run", "-m", str(self.model), "--endpoints", str(endpoints),
+                           "--credentials", "credentials.yml", "-i", "127.0.0.1",
+                           "-p", str(self.ports[name]), "--enable-api",
+                           "--auth-token", self.env["RASA_TOKEN"]])
+        if wait:
+            wait_http(self.rasa_url(name) + "/", 240, self.procs[name])
+
+    def start_all_rasa(self) -> None:
+        """Start every Rasa instance at once (they load the model in parallel), then wait."""
+        for name in self.rasa_names:
+            self.start_rasa(name, wait=False)
+        for name in self.rasa_names:
+            wait_http(self.rasa_url(name) + "/", 240, self.procs[name])
 
     def start_gateway(self) -> None:
         self._spawn("gateway", [sys.executable, "-m", "bot.gateway"])
@@ -130,31 +155,46 @@ def model_path() -> Path:
 
 
 @contextlib.contextmanager
-def start_stack(tmp: Path, model: Optional[Path] = None):
-    """Start action server, Rasa and gateway on free ports; stop them on exit."""
+def start_stack(tmp: Path, model: Optional[Path] = None, *, rasa_instances: int = 1,
+                tracker_url: Optional[str] = None, redis_url: str = "",
+                redis_key_prefix: str = "signpost"):
+    """Start action server, Rasa and gateway on free ports; stop them on exit.
+
+    Args:
+        rasa_instances: how many Rasa servers (each on its own port; the gateway's RASA_URLS
+            lists them all). More than one needs ``redis_url`` and a shared ``tracker_url``.
+        tracker_url: SQLAlchemy URL of the tracker store (default: SQLite file in ``tmp``).
+        redis_url: ``redis://host:port/db`` for a RedisLockStore ("" = in-memory lock store).
+        redis_key_prefix: alphanumeric key prefix of the lock store.
+    """
     if model is None:
         from bot.cli import current_model, train
 
         model = current_model()
         if not model.exists():
             train()
-    ports = {name: free_port() for name in ("actions", "rasa", "gateway")}
+    if rasa_instances > 1 and not redis_url:
+        raise ValueError("several Rasa instances need a Redis lock store")
+    rasa_names = ["rasa"] + [f"rasa-{i}" for i in range(2, rasa_instances + 1)]
+    ports = {name: free_port() for name in ("actions", *rasa_names, "gateway")}
     env = dict(os.environ)
     env.update({
         "PYTHONPATH": str(ROOT), "SANIC_HOST": "127.0.0.1",
         "SQLALCHEMY_SILENCE_UBER_WARNING": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
         "RASA_TELEMETRY_ENABLED": "false",
-        "TRACKER_STORE_URL": f"sqlite:///{tmp / 'tracker.db'}",
+        "TRACKER_STORE_URL": tracker_url or f"sqlite:///{tmp / 'tracker.db'}",
         "DIRECTORY_DB_URL": f"sqlite:///{tmp / 'directory.db'}",
-        "RASA_URLS": f"http://127.0.0.1:{ports['rasa']}", "RASA_TIMEOUT": "20",
+        "RASA_URLS": ",".join(f"http://127.0.0.1:{ports[n]}" for n in rasa_names),
+        "RASA_TIMEOUT": "20",
         "GATEWAY_PORT": str(ports["gateway"]), "SIGNPOST_HMAC_KEY": "test-key-" + "x" * 24,
         "RATE_LIMIT_PER_MINUTE": "1000", "RASA_TOKEN": "test-rasa-token",
     })
     env.pop("TELEGRAM_BOT_TOKEN", None)
-    s = Stack(tmp=tmp, env=env, model=model, ports=ports)
+    s = Stack(tmp=tmp, env=env, model=model, ports=ports, rasa_names=rasa_names,
+              redis_url=redis_url, redis_key_prefix=redis_key_prefix)
     try:
         s.start_actions()
-        s.start_rasa()
+        s.start_all_rasa()
         s.start_gateway()
         yield s
     finally:
