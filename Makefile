@@ -43,8 +43,11 @@ test-fast: install
 	$(PY) -m pytest -q -m "not e2e and not browser" tests
 
 ## The whole suite: validate, train once, unit + end-to-end + browser tests, Rasa story tests.
+## (Browser tests run in their own pytest process: Playwright's sync API keeps an event loop
+## running for the session, which would break the asyncio tests.)
 test: install browser-deps validate train
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not browser" tests
+	$(PY) -m pytest -q -m browser tests
 	$(RASA) test core --stories tests/stories --model models/$$($(PY) -c 'from bot.cli import current_model; print(current_model().name)') --fail-on-prediction-errors --out var/results
 
 bench: install train

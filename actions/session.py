@@ -13,7 +13,11 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-SUPPORTED = ("en", "de", "fr", "ar")
+from bot.settings import SUPPORTED_LANGUAGES
+
+# The language slot's values from domain/core.yml. Rasa sends this action no domain
+# (enable_selective_domain), so the action server reads its own copy of the domain.
+SUPPORTED = SUPPORTED_LANGUAGES
 CARRY_OVER = ("language", "audience", "country")
 
 
@@ -31,7 +35,12 @@ class ActionSessionStart(Action):
         if not isinstance(metadata, dict):
             metadata = {}
         events: List[EventType] = [SessionStarted()]
-        carried = {k: tracker.get_slot(k) for k in CARRY_OVER if tracker.get_slot(k) is not None}
+        # Slots keep their initial values (language "en", audience "teen") until something sets
+        # them, so "carried over" means: set by an event in an earlier session.
+        was_set = {e.get("name") for e in tracker.events
+                   if e.get("event") == "slot" and e.get("value") is not None}
+        carried = {k: tracker.get_slot(k) for k in CARRY_OVER
+                   if k in was_set and tracker.get_slot(k) is not None}
         for key, value in carried.items():
             events.append(SlotSet(key, value))
 

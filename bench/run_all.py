@@ -19,6 +19,9 @@ BENCHES = [
     ("Safety patterns (crisis recall/precision)", "safety_eval.py", "safety.md"),
     ("Held-out intent F1", "nlu_eval.py", "nlu.md"),
     ("Shared example cases (../shared/eval)", "eval_shared.py", "eval_shared.md"),
+    # trains both models from scratch and starts several stacks: ~30-60 min on 2 cores;
+    # --quick: 20 messages through one stack, nothing written
+    ("Performance vs plain Rasa (latency, throughput, memory, training)", "perf.py", "perf.md"),
 ]
 
 

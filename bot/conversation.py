@@ -24,22 +24,37 @@ from bot.rasa_client import RasaClient, RasaUnavailable
 
 logger = logging.getLogger(__name__)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# C0/DEL controls, bidi embeddings/overrides/isolates, and lone UTF-16 surrogates (JSON allows
+# "\ud800", but such a string cannot be encoded as UTF-8: sending it on to Rasa failed)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+#: What a language hint from a channel may look like (a BCP 47 tag such as "de" or "pt-BR").
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
 
 
 def clean_text(text: str, max_chars: int) -> str:
     """Normalise user text for the bot.
 
-    Removes NUL and other control characters and bidirectional overrides, turns zero-width
-    characters into spaces (so "i\\u200bwant" reads as two words), applies Unicode NFC,
+    Removes NUL and other control characters, bidirectional overrides and lone surrogates,
+    turns zero-width characters into spaces (so "i\\u200bwant" reads as two words), applies NFC,
     collapses runs of whitespace and cuts to ``max_chars`` characters.
     """
-    text = unicodedata.normalize("NFC", text)
     text = _CONTROL.sub(" ", text)
+    text = unicodedata.normalize("NFC", text)
     text = _ZERO_WIDTH.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text[:max_chars]
+
+
+def language_tag(value: Any) -> Optional[str]:
+    """``value`` if it looks like a language tag (``"de"``, ``"pt-BR"``), else None.
+
+    Channel hints (browser language, Telegram ``language_code``) are passed on to Rasa as
+    metadata; anything else (control characters, lone surrogates, free text) is dropped.
+    """
+    if isinstance(value, str) and len(value) <= 35 and _LANGUAGE_TAG.fullmatch(value):
+        return value
+    return None
 
 
 def load_payloads(domain_dir: Path) -> Set[str]:
@@ -92,6 +107,14 @@ class Conversation:
         if cleaned.startswith("/") and cleaned not in self.payloads | self.extra_payloads:
             cleaned = cleaned.lstrip("/").strip()
         return cleaned
+
+    def load_safety(self) -> None:
+        """Load the safety patterns now (at start-up) instead of on the first message.
+
+        Loading them takes one to three seconds of CPU; done lazily, the first message after a
+        start (or the first fail-safe) blocked the event loop, and with it every other request.
+        """
+        self._safety_match("")
 
     def _safety_match(self, text: str):
         if self.safety is None:

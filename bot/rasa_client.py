@@ -5,6 +5,8 @@ and turns every failure into :class:`RasaUnavailable`, so the caller can send th
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import itertools
 import logging
 import time
@@ -21,6 +23,9 @@ class RasaUnavailable(Exception):
 
 class RasaClient:
     """Send user messages to Rasa and return the bot's messages.
+
+    With several instances, each conversation is sent to the same healthy instance (sticky by
+    sender id), and to the next one when that instance fails.
 
     Args:
         urls: base URLs of the Rasa servers, e.g. ``["http://127.0.0.1:5005"]``.
@@ -44,8 +49,15 @@ class RasaClient:
     async def close(self) -> None:
         await self._client.aclose()
 
-    def _order(self) -> List[str]:
-        start = next(self._cycle)
+    def _order(self, sender: Optional[str] = None) -> List[str]:
+        # Each conversation goes to "its" instance (a stable hash of the sender id), so its
+        # messages are handled in the order they arrive even in a burst (the lock store only
+        # serialises them, tests/test_scale.py); conversations spread evenly over the
+        # instances, and a failed instance is skipped for ``cooldown_s``.
+        if sender is not None:
+            start = int(hashlib.sha256(sender.encode("utf-8")).hexdigest()[:8], 16) % len(self.urls)
+        else:
+            start = next(self._cycle)
         ordered = self.urls[start:] + self.urls[:start]
         now = time.monotonic()
         healthy = [u for u in ordered if self._down_until.get(u, 0) <= now]
@@ -73,21 +85,24 @@ class RasaClient:
         body = {"sender": sender, "message": message, "metadata": metadata or {}}
         deadline = time.monotonic() + self.timeout_s
         last_error: Optional[Exception] = None
-        for url in self._order():
+        for url in self._order(sender):
             remaining = deadline - time.monotonic()
             if remaining <= 0.05:
                 break
             try:
-                response = await self._client.post(
+                # httpx applies its timeout to each phase (pool, connect, write, each read), so
+                # a busy Rasa could hold a request for several times ``timeout_s``: wait_for
+                # makes it one deadline for the whole request.
+                response = await asyncio.wait_for(self._client.post(
                     f"{url}/webhooks/rest/webhook", json=body, timeout=remaining
-                )
+                ), timeout=remaining)
                 response.raise_for_status()
                 data = response.json()
                 if not isinstance(data, list):
                     raise RasaUnavailable("Rasa answered with something other than a list")
                 self._down_until.pop(url, None)
                 return [m for m in data if isinstance(m, dict)]
-            except httpx.TimeoutException as exc:
+            except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
                 # A slow instance may still be processing this message; sending it to another
                 # instance would process it twice, so give up instead of retrying elsewhere.
                 self._down_until[url] = time.monotonic() + self.cooldown_s

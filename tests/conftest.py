@@ -3,7 +3,8 @@
 It trains a model first if none exists for the current data (``python -m bot train``; Rasa's
 cache makes that quick when little changed), then starts the action server, one Rasa server
 (REST channel, SQLite tracker store in a temporary folder) and the gateway, once per test
-session.
+session. ``start_stack(..., rasa_instances=2, tracker_url=…, redis_url=…)`` starts several Rasa
+servers sharing a tracker store and a Redis lock store instead (tests/test_scale.py).
 """
 from __future__ import annotations
 

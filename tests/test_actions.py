@@ -71,14 +71,16 @@ async def test_validate_form_maps_unknown_country_to_other():
 
 @pytest.mark.parametrize("metadata,carried,expected_language,expected_audience", [
     ({"language_hint": "fr-FR"}, {}, "fr", "teen"),
+    ({"language_hint": "fr-FR", "audience_hint": "parent"}, {}, "fr", "parent"),
     ({"language_hint": "tr"}, {}, "en", "teen"),
     ({"language_hint": "de", "audience_hint": "parent"}, {}, "de", "parent"),
     ({"language_hint": "de"}, {"language": "ar", "audience": "parent"}, "ar", "parent"),
     ({"language_choice": "fr", "language_hint": "de"}, {"language": "ar"}, "fr", "teen"),
 ])
 async def test_session_start_precedence(metadata, carried, expected_language, expected_audience):
-    slots = {"session_started_metadata": metadata, **carried}
-    events = await ActionSessionStart().run(CollectingDispatcher(), tracker(slots), {})
+    slots = {"language": "en", "audience": "teen", "session_started_metadata": metadata, **carried}
+    earlier = [{"event": "slot", "name": k, "value": v} for k, v in carried.items()]
+    events = await ActionSessionStart().run(CollectingDispatcher(), tracker(slots, events=earlier), {})
     assert events[0]["event"] == "session_started" and events[-1]["name"] == "action_listen"
     final = {}
     for e in events:

@@ -157,13 +157,56 @@ def test_reload_swaps_the_model_while_users_keep_chatting(stack, tmp_path):
     for w in workers:
         w.start()
     try:
-        taken = reload_models([stack.rasa], copy)
+        taken = reload_models([stack.rasa], copy, token=stack.env["RASA_TOKEN"])
     finally:
         stop.set()
         for w in workers:
             w.join(60)
     assert taken[stack.rasa] > 0
-    assert len(results) >= 6 and not any(results)
+    assert len(results) >= 3 and not any(results)
     import httpx
     status = httpx.get(stack.rasa + "/status", params={"token": "test-rasa-token"}).json()
     assert status["model_file"].endswith("signpost-reloaded.tar.gz")
+
+
+def language_slot(stack, session):
+    lang = "en"
+    sender = privacy.sender_id(KEY, "web", session)
+    with privacy.engine_for(stack.tracker_url).connect() as conn:
+        rows = conn.execute(sa.select(privacy.EVENTS.c.data)
+                            .where(privacy.EVENTS.c.sender_id == sender,
+                                   privacy.EVENTS.c.type_name == "slot")
+                            .order_by(privacy.EVENTS.c.id)).all()
+    for (data,) in rows:
+        event = json.loads(data)
+        if event.get("name") == "language" and event.get("value"):
+            lang = event["value"]
+    return lang
+
+
+def test_language_follows_hint_then_evidence_and_sticks(stack):
+    """Issue #7: French from the channel hint, German on a full sentence, stays German on "ok",
+    a crisis in Arabic is answered in Arabic with the right numbers."""
+    first = stack.chat("", event="session_start", browser_language="fr-FR")
+    session = first["session"]
+    assert language_slot(stack, session) == "fr"
+    assert bot_actions(stack, session)[0] == "utter_greet"
+    assert "police" in first["texts"][0].lower() and ("pas" in first["texts"][0] or "n'" in first["texts"][0])
+    de = stack.chat("Woran erkenne ich, dass mein Sohn radikalisiert wird?", session)
+    assert language_slot(stack, session) == "de"
+    assert bot_actions(stack, session)[-1] == "utter_warning_signs"
+    stack.chat("ok", session)
+    assert language_slot(stack, session) == "de"
+    stack.chat("👍", session)
+    assert language_slot(stack, session) == "de"
+    ar = stack.chat("أريد أن أنهي حياتي", session)
+    assert language_slot(stack, session) == "ar"
+    assert ar["texts"][0].startswith("في خطر الآن") and "112" in ar["texts"][0]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in ar["texts"][1])
+
+
+def test_unsupported_language_gets_english_list_and_keeps_english(stack):
+    reply = stack.chat("Merhaba, bana yardım edebilir misin? Oğlum için endişeleniyorum")
+    text = reply["texts"][0]
+    assert "Turkish" in text and "Deutsch" in text and "Français" in text
+    assert language_slot(stack, reply["session"]) == "en"

@@ -181,3 +181,26 @@ def test_safety_net_when_rasa_answers_a_crisis_off_script(tmp_path):
     r = post(client, "i want to kill myself")
     assert [m["text"] for m in r.json()["messages"]] == ["In danger right now? Call 999."]
     assert r.json()["failsafe"] is False
+
+
+async def test_rasa_client_sticky_per_conversation_with_failover():
+    hosts = []
+    down = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host in down:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, json=[{"text": request.url.host}])
+
+    client = RasaClient(["http://a.test", "http://b.test"], timeout_s=2,
+                        transport=httpx.MockTransport(handler))
+    senders = [f"web-{i:032x}" for i in range(40)]
+    first = {s: (await client.send(s, "hi"))[0]["text"] for s in senders}
+    assert set(first.values()) == {"a.test", "b.test"}  # spread over both instances
+    for s in senders[:10]:
+        assert (await client.send(s, "again"))[0]["text"] == first[s]  # sticky
+    victim = next(s for s in senders if first[s] == "a.test")
+    down.add("a.test")
+    assert (await client.send(victim, "still there?"))[0]["text"] == "b.test"  # fail-over
+    await client.close()

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 pytestmark = pytest.mark.e2e  # needs the trained model
 
-FLOORS = {"en": 0.86, "de": 0.85, "fr": 0.82, "ar": 0.85}
+FLOORS = {"en": 0.90, "de": 0.89, "fr": 0.86, "ar": 0.88}
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,13 @@ from telegram.request import BaseRequest
 
 from bot import privacy
 from bot.app import RateLimiter
-from bot.conversation import Conversation, clean_text, guess_language, load_payloads
+from bot.conversation import (
+    Conversation,
+    clean_text,
+    guess_language,
+    language_tag,
+    load_payloads,
+)
 from bot.settings import ROOT, SUPPORTED_LANGUAGES, Settings
 
 logger = logging.getLogger(__name__)
@@ -598,8 +604,8 @@ class TelegramChannel:
         user = update.effective_user
         sender = privacy.sender_id(self._key, "telegram", str(user.id))
         metadata: Dict[str, Any] = {"channel": "telegram", "chat_type": "private"}
-        code = getattr(user, "language_code", None)
-        if isinstance(code, str) and 0 < len(code) <= 35:
+        code = language_tag(getattr(user, "language_code", None))
+        if code:
             metadata["language_hint"] = code
         choice = self._language_choice.get(sender)
         if choice:

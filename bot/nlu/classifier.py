@@ -35,6 +35,21 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "tfidf_intent.joblib"
 
 
+def _fast_layout(pipeline: Pipeline) -> Pipeline:
+    """Store the logistic regression's weights in Fortran order; same numbers, same results.
+
+    Prediction computes ``features @ coef_.T`` (sparse × dense): scipy needs the dense operand
+    C-contiguous and copied the whole (classes × features, ~23 MB) transposed matrix several
+    times per message. With ``coef_`` in Fortran order ``coef_.T`` is already C-contiguous, so
+    nothing is copied: about 10 ms less per message on 2 cores, bit-for-bit the same
+    probabilities (bench/results/perf.md).
+    """
+    clf = pipeline.named_steps.get("clf") if hasattr(pipeline, "named_steps") else None
+    if clf is not None and getattr(clf, "coef_", None) is not None:
+        clf.coef_ = np.asfortranarray(clf.coef_)
+    return pipeline
+
+
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
 class TfidfIntentClassifier(GraphComponent):
     """See module docstring."""
@@ -77,7 +92,7 @@ class TfidfIntentClassifier(GraphComponent):
             return self._resource
         texts = [normalize(e.get(TEXT)) for e in examples]
         labels = [e.get(INTENT) for e in examples]
-        self.pipeline = self._new_pipeline().fit(texts, labels)
+        self.pipeline = _fast_layout(self._new_pipeline().fit(texts, labels))
         with self._model_storage.write_to(self._resource) as directory:
             joblib.dump(self.pipeline, directory / MODEL_FILE)
         return self._resource
@@ -87,7 +102,7 @@ class TfidfIntentClassifier(GraphComponent):
              execution_context: ExecutionContext, **kwargs: Any) -> "TfidfIntentClassifier":
         try:
             with model_storage.read_from(resource) as directory:
-                pipeline = joblib.load(directory / MODEL_FILE)
+                pipeline = _fast_layout(joblib.load(directory / MODEL_FILE))
         except (ValueError, FileNotFoundError):
             logger.warning("TfidfIntentClassifier has no trained model; it will not classify")
             pipeline = None
