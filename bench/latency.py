@@ -108,6 +108,7 @@ class RunResult:
     errors: Dict[str, int] = field(default_factory=dict)
     loadavg_start: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     loadavg_end: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    think_s: Optional[Tuple[float, float]] = None  # think time between a conversation's turns
 
     @property
     def ok_ms(self) -> List[float]:
@@ -169,9 +170,11 @@ def _reply_ok(target: str, response: httpx.Response) -> Optional[str]:
 async def run_load(target: str, base: str, concurrency: int, *,
                    convs: Optional[List[List[Tuple[str, str]]]] = None,
                    duration_s: Optional[float] = None, seed: int = 10,
-                   timeout_s: float = 60.0) -> RunResult:
+                   timeout_s: float = 60.0,
+                   think_s: Optional[Tuple[float, float]] = None) -> RunResult:
     """Closed loop: ``concurrency`` conversations in flight, each sends its next turn when
-    the previous reply has arrived.
+    the previous reply has arrived (after a think time drawn uniformly from ``think_s``, if
+    given, before every message but a conversation's first; none by default: saturation).
 
     Bounded either by ``convs`` (a fixed list of conversations) or by ``duration_s`` (no new
     conversation or turn is started after the deadline; the elapsed time ends when the last
@@ -184,6 +187,8 @@ async def run_load(target: str, base: str, concurrency: int, *,
         raise ValueError("give exactly one of convs and duration_s")
     source = iter(convs) if convs is not None else conversations(seed)
     result = RunResult(target, concurrency, loadavg_start=os.getloadavg())
+    result.think_s = think_s
+    rng = random.Random(seed)
     limits = httpx.Limits(max_connections=concurrency + 5, max_keepalive_connections=concurrency + 5)
     start = time.perf_counter()
     deadline = start + duration_s if duration_s is not None else None
@@ -199,6 +204,8 @@ async def run_load(target: str, base: str, concurrency: int, *,
                 # the gateway wants a UUID session id; Rasa any non-empty sender
                 sender = str(uuid.uuid4()) if target == "gateway" else "bench-" + uuid.uuid4().hex
                 for i, (kind, text) in enumerate(conv):
+                    if think_s and i > 0:
+                        await asyncio.sleep(rng.uniform(*think_s))
                     if deadline is not None and time.perf_counter() >= deadline:
                         return
                     url, body = _request(target, base, sender, text)
@@ -297,14 +304,15 @@ async def gateway_overhead(n: int = 2000, fake_reply: Optional[list] = None) -> 
 
 
 def measure_latency(stack, messages: int, levels: Sequence[int], seed: int = 10,
-                    targets: Sequence[str] = ("gateway", "rasa")) -> List[RunResult]:
+                    targets: Sequence[str] = ("gateway", "rasa"),
+                    think_s: Optional[Tuple[float, float]] = None) -> List[RunResult]:
     """For each level, the same conversations through each target (fresh senders each time)."""
     results = []
     for c in levels:
         convs = take_messages(messages, seed + c)
         for target in targets:
             base = stack.gateway if target == "gateway" else stack.rasa
-            results.append(asyncio.run(run_load(target, base, c, convs=convs)))
+            results.append(asyncio.run(run_load(target, base, c, convs=convs, think_s=think_s)))
     return results
 
 
@@ -320,6 +328,8 @@ def format_runs(results: Sequence[RunResult]) -> List[str]:
              "| msg/s | load avg (1 min) start → end |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         path = "gateway → Rasa" if r.target == "gateway" else "Rasa REST directly"
+        if r.think_s:
+            path += f" (think time {r.think_s[0]:g}-{r.think_s[1]:g} s)"
         lines.append(f"| {path} | {r.concurrency} | {r.n} | {r.n_errors} | {r.pct(50):.0f} "
                      f"| {r.pct(95):.0f} | {r.pct(99):.0f} | {r.throughput:.1f} "
                      f"| {r.loadavg_start[0]:.2f} → {r.loadavg_end[0]:.2f} |")

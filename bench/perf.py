@@ -60,6 +60,7 @@ import latency as lat  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+THINK_S = (1.0, 3.0)  # think time between a conversation's messages in the "realistic" run
 TARGETS = {  # issue #10
     "gateway_overhead_ms": 3.0, "p95_c10_ms": 150.0, "throughput_ratio": 2.0,
     "memory_gb": 1.5, "full_train_s": 300.0, "response_ready_s": 60.0,
@@ -362,6 +363,7 @@ class StackResult:
     profile: Dict[str, Any] = field(default_factory=dict)
     reload: Dict[str, Any] = field(default_factory=dict)
     kinds_c1: Dict[str, float] = field(default_factory=dict)
+    think: Optional[lat.RunResult] = None  # 10 conversations with think time, gateway
 
 
 def measure_stack(label: str, model: Path, tmp: Path, args, reload_model: Optional[Path]) -> StackResult:
@@ -377,6 +379,11 @@ def measure_stack(label: str, model: Path, tmp: Path, args, reload_model: Option
         print("\n".join(lat.format_runs(res.latency)), flush=True)
         c1 = next(r for r in res.latency if r.target == "gateway" and r.concurrency == 1)
         res.kinds_c1 = {k: c1.pct(50, k) for k in ("greet", "question", "follow", "support", "crisis")}
+        if 10 in args.concurrency:
+            print(f"== {label}: 10 conversations with think time {THINK_S} s", flush=True)
+            res.think = lat.measure_latency(stack, args.messages, [10], targets=("gateway",),
+                                            think_s=THINK_S)[0]
+            print("\n".join(lat.format_runs([res.think])[2:]), flush=True)
         print(f"== {label}: throughput, {args.throughput_seconds:.0f} s", flush=True)
         res.load = throughput(stack, args.throughput_seconds)
         print(f"   {res.load['run'].throughput:.1f} msg/s, errors {res.load['run'].errors}", flush=True)
@@ -492,8 +499,17 @@ def report(meta, trains, f1, stacks, scale, overhead, args, changes: str) -> str
                  + _met(overhead["net_p50"] <= TARGETS["gateway_overhead_ms"]) + " |")
     if ours and 10 in args.concurrency:
         p95 = _run(ours, "gateway", 10).pct(95)
-        L.append(f"| end-to-end p95 ≤ 150 ms, 10 conversations | **{_f(p95)} ms** (through the "
+        x = _run(ours, "gateway", 10).throughput
+        L.append(f"| end-to-end p95 ≤ 150 ms, 10 conversations, closed loop without think time "
+                 f"(saturation: by Little's law the mean alone is 10 / {x:.0f} msg/s = "
+                 f"{10 / x * 1000 if x else float('nan'):.0f} ms) | **{_f(p95)} ms** (through the "
                  f"gateway) | {_met(p95 <= TARGETS['p95_c10_ms'])} |")
+        if ours.think is not None:
+            p95t = ours.think.pct(95)
+            L.append(f"| end-to-end p95 ≤ 150 ms, 10 conversations with {THINK_S[0]:g}-"
+                     f"{THINK_S[1]:g} s think time ({ours.think.throughput:.1f} msg/s offered) | "
+                     f"**{_f(p95t)} ms** (p50 {_f(ours.think.pct(50))} ms) | "
+                     f"{_met(p95t <= TARGETS['p95_c10_ms'])} |")
     if ours and base:
         to, tb = ours.load["run"].throughput, base.load["run"].throughput
         f1_ok = None
@@ -532,6 +548,11 @@ def report(meta, trains, f1, stacks, scale, overhead, args, changes: str) -> str
             a, b = _run(ours, "rasa", c).pct(50), _run(base, "rasa", c).pct(50)
             L.append(f"| latency p50, {c} conversation(s), Rasa directly (ms) | {_f(a)} | {_f(b)} "
                      f"| {_ratio(a, b)} |")
+        if ours.think is not None and base.think is not None:
+            for q in (50, 95):
+                a, b = ours.think.pct(q), base.think.pct(q)
+                L.append(f"| latency p{q}, 10 conversations with {THINK_S[0]:g}-{THINK_S[1]:g} s "
+                         f"think time, through the gateway (ms) | {_f(a)} | {_f(b)} | {_ratio(a, b)} |")
         a, b = ours.load["run"].throughput, base.load["run"].throughput
         L.append(f"| throughput at saturation, 50 conversations (msg/s) | {a:.1f} | {b:.1f} | "
                  f"{_ratio(a, b)} |")
@@ -567,7 +588,8 @@ def report(meta, trains, f1, stacks, scale, overhead, args, changes: str) -> str
           "gateway sends). Failed or fail-safe replies count as errors and are left out of the "
           "percentiles.", ""]
     for label, res in stacks.items():
-        L += [f"### {label}", ""] + lat.format_runs(res.latency) + [""]
+        runs = res.latency + ([res.think] if res.think is not None else [])
+        L += [f"### {label}", ""] + lat.format_runs(runs) + [""]
         if res.kinds_c1:
             L.append("p50 by kind of message (gateway, 1 conversation): " + ", ".join(
                 f"{k} {_f(v)} ms" for k, v in res.kinds_c1.items()) + ".")
@@ -716,48 +738,69 @@ def report(meta, trains, f1, stacks, scale, overhead, args, changes: str) -> str
 
 CHANGES = """## Findings and what was changed
 
-Measured before the changes, on the same (busy) machine: in-process profile of ours, 150
-messages, load average 4-8. Each change keeps behaviour (NLU output bit-for-bit identical).
+Profiling ours before any change (bench/rasa_profile.py, 150 messages, load average 4-8 from
+other jobs): **155 ms per message in-process** (wall). The largest items, and what was done:
 
 1. **Rasa validates every action-server reply with `jsonschema.validate`**, which re-checks the
    (constant) response schema against the JSON-Schema meta-schema and builds a new validator
    each time: 57-64 ms of CPU per custom-action call here (1.1 ms with a reused validator),
-   ~45 ms per message on average over the mix; the largest single cost before the changes.
-   **Changed**: bot/rasa_speedups.py (applied when our NLU components load, Rasa 3.6 only,
+   ~45 ms per message on average over the mix; the largest single cost. **Changed**:
+   bot/rasa_speedups.py (applied when our NLU components load; Rasa 3.6 only;
    `SIGNPOST_RASA_SPEEDUPS=0` turns it off) checks the schema once and reuses the validator:
    same validation, same error message. The baseline (plain Rasa, no custom component) does
    not get it.
-2. **The whole domain was sent with every custom-action call**: 911 KB of JSON (every response
+2. **The tracker store reconnected and fsynced for every message**: Rasa's SQLTrackerStore on
+   SQLite opens and closes a connection per read and per write (SQLAlchemy 1.4 `NullPool`) and
+   commits in rollback-journal mode; ~35 ms per message, on Rasa's event loop, so every
+   conversation waited for the disk (Rasa's process was only ~35 % busy at saturation).
+   **Changed**: bot/tracker_store.py, Rasa's class with, for SQLite only, a kept-open
+   connection in WAL mode with `synchronous=NORMAL` (`SQLITE_SYNCHRONOUS` to change); a
+   read + write of a conversation went from 25.6 to 0.9 ms p50 (interleaved micro-benchmark).
+   Trade-off: after a power cut or kernel crash (not a crash of Rasa) the last few messages may
+   be lost; the file is never corrupted. `write_endpoints` (bot/cli.py) uses it when
+   TRACKER_STORE_URL is SQLite; PostgreSQL keeps Rasa's `type: SQL`. (WAL alone, without the
+   kept-open connection, was slower: 16.3 vs 13.2 ms, because closing the last connection
+   checkpoints the log.)
+3. **The whole domain was sent with every custom-action call**: 911 KB of JSON (every response
    in every language): 7-17 ms to encode in Rasa plus 7-15 ms for the action server to read,
    against ~1 ms without it. **Changed**: `enable_selective_domain: true` on the action
    endpoint (bot/cli.py `write_endpoints`, endpoints.yml, deploy/endpoints.compose.yml);
    `action_follow_up` declares `send_domain: true` (it looks up response names);
    `validate_support_form` gets it anyway (Rasa always sends it to `validate_*`);
    `action_session_start` reads the language list from the action server's copy of
-   domain/core.yml (bot.settings.SUPPORTED_LANGUAGES), the same values. Both stacks (ours and
-   baseline) run with this endpoint setting.
-3. **TF-IDF classifier**: `predict_proba` copied the (51 × 57,356) weight matrix, transposed,
-   six times per message (numpy `ravel`). **Changed**: bot/nlu/classifier.py keeps `coef_` in
-   Fortran order, so the transposed matrix is already contiguous: 14.5 → 3.1 ms per message over
-   the 1,059 held-out messages, probabilities bit-for-bit identical.
-4. **Keep-alive race** (found by the throughput run, not a speed issue): Sanic (Rasa, action
-   server) closes idle keep-alive connections after 5 s while Rasa's aiohttp client reuses them
-   for up to 15 s (the gateway's httpx for 5 s); a request written to a connection the server is
-   closing failed ("Cannot write to closing transport") and the user got the fail-safe reply.
-   **Changed**: bot/cli.py `child_env` sets `SANIC_KEEP_ALIVE_TIMEOUT=75` for the processes of
-   `python -m bot run` (this benchmark starts its servers with the same environment). The
-   compose and Kubernetes files should set it too (not changed here: other work in progress).
+   domain/core.yml (bot.settings.SUPPORTED_LANGUAGES), the same values.
+4. **TF-IDF classifier**: `predict_proba` copied the (intents × n-grams, then 51 × 57,356)
+   weight matrix, transposed, six times per message (numpy `ravel`). **Changed**:
+   bot/nlu/classifier.py keeps `coef_` in Fortran order, so the transposed matrix is already
+   contiguous: 14.5 → 3.1 ms per message over the 1,059 held-out messages, probabilities
+   bit-for-bit identical.
+5. **Gateway**: Starlette's `BaseHTTPMiddleware` (security headers) was ~0.7 ms of the
+   gateway's ~1.2 ms own work per message. **Changed**: bot/app.py `SecurityHeaders` is a plain
+   ASGI middleware (same headers on every response): own work ~0.5 ms p50.
+6. **Keep-alive race** (found by the throughput run; reliability, not speed): Sanic (Rasa,
+   action server) closes idle keep-alive connections after 5 s while Rasa's aiohttp client
+   reuses them for up to 15 s (the gateway's httpx for 5 s); a request written to a connection
+   the server was closing failed ("Cannot write to closing transport") and the user got the
+   fail-safe reply. **Changed**: bot/cli.py `child_env` sets `SANIC_KEEP_ALIVE_TIMEOUT=75` for
+   the processes of `python -m bot run`; this benchmark starts its servers with the same
+   environment. deploy/ (compose, Kubernetes) should set it too: not changed here.
 
-Tried and **not** kept: **SQLite WAL mode** for the tracker store. Rasa's SQLTrackerStore with
-SQLAlchemy 1.4 opens and closes a connection for every read and write (NullPool), and in WAL mode
-closing the last connection checkpoints the log: interleaved measurement of Rasa's pattern gave
-16.3 ms (WAL) vs 13.2 ms (rollback journal) p50 per message. A real gain needs a pooled
-connection (a tracker store subclass, then WAL + `synchronous=NORMAL`): left as a proposal.
-Commit/fsync time on this shared disk varied 3-15 ms between runs.
+Before/after, measured back to back (2026-11-30 09:55-09:59, load average 3-7, the same model,
+two stacks side by side, runs interleaved, 300 messages at 1 conversation, 400 at 10, two 25 s
+saturation runs each; "before" = this tree with changes 1-6 reverted):
+
+| | before | after | after / before |
+|---|---|---|---|
+| p50 / p95, 1 conversation, through the gateway | 74 / 162 ms | 36 / 61 ms | 0.49 / 0.38 |
+| p50, 1 conversation, Rasa directly | 62 ms | 28 ms | 0.45 |
+| p50 / p95, 10 conversations (no think time), gateway | 667 / 2304 ms | 249 / 681 ms | 0.37 / 0.30 |
+| throughput, 50 conversations | 17.4, 20.4 msg/s | 31.3, 26.8 msg/s | ~1.5 |
+| CPU per message: Rasa / action server / gateway | 46 / 6.9 / 6.4 ms | 25 / 3.4 / 5.1 ms | 0.54 / 0.49 / 0.79 |
 
 Not changed: langdetect in the LanguageDetector (~4-7 ms per message of 3+ words: the answer
 would change if it were replaced), Rasa's RulePolicy/MemoizationPolicy (~4-6 ms per message,
-2.4 predictions per message), the gateway (about 1 ms of its own work).
+2.4 predictions per message), training of the logistic regression (lbfgs, most of the training
+time: a faster solver would change the model).
 """
 
 
