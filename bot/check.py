@@ -183,7 +183,14 @@ def run_all(skip_rasa: bool = False) -> List[Finding]:
     for title, func in CHECKS:
         if skip_rasa and func is check_rasa:
             continue
-        found = func()
+        if func is not check_yaml and any(f.level == "error" for f in findings):
+            print(f"[{title}] skipped: fix the YAML error(s) above first, then run make check again")
+            continue
+        try:
+            found = func()
+        except Exception as exc:  # noqa: BLE001 - a check must explain, not crash
+            found = [Finding("error", title, f"could not run this check ({type(exc).__name__}: "
+                             f"{str(exc)[:300]}). Fix the problems above first.")]
         status = "ok" if not found else f"{sum(f.level == 'error' for f in found)} error(s), " \
                                          f"{sum(f.level == 'warning' for f in found)} warning(s)"
         print(f"[{title}] {status}")

@@ -244,6 +244,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  started {name} (pid {p.pid}, log var/logs/{name}.log)")
         return p
 
+    import signal
+
+    def stop_on_signal(signum, frame):  # SIGTERM/SIGHUP stop everything, like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         print("Starting Signpost…")
         actions = start("actions", [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
@@ -287,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop_all(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_all(procs: List[subprocess.Popen], grace_s: float = 10.0) -> None:

@@ -131,8 +131,21 @@ class Conversation:
             logger.exception("safety pattern matching failed")
             return None
 
-    def failsafe(self, text: str, language: Optional[str]) -> Reply:
-        """The reply when Rasa cannot answer: crisis text if the safety patterns match."""
+    def failsafe(self, text: str, language: Optional[str], explicit: bool = False) -> Reply:
+        """The reply when Rasa cannot answer: crisis text if the safety patterns match.
+
+        The language is the explicit choice if there is one (``explicit``), else the language
+        the message itself is written in when that is clear, else ``language`` (the hint).
+        """
+        if not explicit and text and not text.startswith("/"):
+            try:
+                from bot.language import LanguageIdentifier
+
+                detected = LanguageIdentifier().detect(text)
+                if detected.language and detected.supported:
+                    language = detected.language
+            except Exception:  # noqa: BLE001 - never let detection stop the fail-safe
+                logger.exception("language detection failed in the fail-safe")
         lang = language if language in settings_mod.SUPPORTED_LANGUAGES else "en"
         match = self._safety_match(text) if text else None
         kind = "crisis" if match else "unavailable"
@@ -150,17 +163,20 @@ class Conversation:
             metadata: channel metadata passed on to Rasa.
             language: best guess of the user's language for the fail-safe text.
         """
+        explicit = (metadata or {}).get("language_choice") in settings_mod.SUPPORTED_LANGUAGES
+        if explicit:
+            language = metadata["language_choice"]
         try:
             messages = await self.rasa.send(sender, text, metadata)
         except RasaUnavailable as exc:
             logger.warning("Rasa unavailable, sending the fail-safe reply (%s)", exc)
-            return self.failsafe(text, language)
+            return self.failsafe(text, language, explicit)
         crisis_answered = any(isinstance(m.get("custom"), dict)
                               and m["custom"].get("signpost") == "crisis" for m in messages)
         messages = [m for m in messages if m.get("text") or m.get("buttons")]
         if not messages:
             logger.warning("Rasa returned no message, sending the fail-safe reply")
-            return self.failsafe(text, language)
+            return self.failsafe(text, language, explicit)
         if not crisis_answered and not text.startswith("/"):
             # Safety net under Rasa: if our own patterns see a crisis but Rasa's answer was not a
             # crisis answer (e.g. the action server failed at session start), the crisis
@@ -168,7 +184,7 @@ class Conversation:
             match = self._safety_match(text)
             if match is not None:
                 logger.warning("crisis not answered by Rasa; adding the fail-safe crisis reply")
-                safe = self.failsafe(text, language)
+                safe = self.failsafe(text, language, explicit)
                 return Reply(safe.messages + messages, failsafe=True, crisis=match.category)
         return Reply(messages)
 

@@ -443,9 +443,12 @@ def test_make_run_binds_rasa_and_actions_to_loopback(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "wait_http", lambda *a, **k: True)
     monkeypatch.setattr(cli, "VAR", tmp_path)
     monkeypatch.setenv("RASA_TOKEN", "token-for-this-test")
-    for name in ("GATEWAY_HOST", "REDIS_URL", "RASA_INSTANCES", "TELEGRAM_BOT_TOKEN"):
+    for name in ("GATEWAY_HOST", "REDIS_URL", "RASA_INSTANCES", "TELEGRAM_BOT_TOKEN",
+                 "TRACKER_STORE_URL", "RASA_URL", "RASA_URLS"):
         monkeypatch.delenv(name, raising=False)
-    cli.run(argparse.Namespace(instances=1))
+    monkeypatch.setenv("TRACKER_STORE_URL", f"sqlite:///{tmp_path / 'tracker.db'}")
+    result = cli.run(argparse.Namespace(instances=1))
+    assert started, f"run() returned {result} before starting any process"
     rasa = next(p for p in started if "run" in p["cmd"] and any(c.endswith("rasa") for c in p["cmd"][:1]))
     cmd = rasa["cmd"]
     assert cmd[cmd.index("-i") + 1] == "127.0.0.1"

@@ -204,3 +204,14 @@ async def test_rasa_client_sticky_per_conversation_with_failover():
     down.add("a.test")
     assert (await client.send(victim, "still there?"))[0]["text"] == "b.test"  # fail-over
     await client.close()
+
+
+def test_failsafe_crisis_uses_the_language_of_the_message(tmp_path):
+    client, _ = make_client(tmp_path, lambda b: httpx.ConnectError("refused"))
+    r = post(client, "ich will nicht mehr leben, es ist alles zu viel")
+    assert r.json()["messages"][0]["text"].startswith("Danke, dass du es mir sagst")
+    r = post(client, "أريد أن أموت")
+    assert r.json()["messages"][0]["text"].startswith("شكرًا")
+    # an explicit choice wins over detection
+    r = post(client, "i want to die", language_choice="fr")
+    assert r.json()["messages"][0]["text"].startswith("Merci de me l'avoir dit")

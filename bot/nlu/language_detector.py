@@ -108,7 +108,6 @@ class LanguageDetector(GraphComponent):
                                          text, detection.confidence))
             unsupported = {"name": "unsupported_language", "confidence": 1.0}
             message.set(INTENT, unsupported, add_to_output=True)
-            ranking = message.get(INTENT_RANKING_KEY) or []
-            message.set(INTENT_RANKING_KEY, [unsupported] + [r for r in ranking
-                        if r.get("name") != "unsupported_language"], add_to_output=True)
+            # alone in the ranking, so the FallbackClassifier's ambiguity check cannot undo it
+            message.set(INTENT_RANKING_KEY, [unsupported], add_to_output=True)
         message.set(ENTITIES, entities, add_to_output=True)

@@ -57,10 +57,11 @@ class SafetyGate(GraphComponent):
             if match is None:
                 continue
             intent = {"name": match.intent, "confidence": 1.0}
-            ranking = [r for r in (message.get(INTENT_RANKING_KEY) or [])
-                       if r.get("name") != match.intent]
             message.set(INTENT, intent, add_to_output=True)
-            message.set(INTENT_RANKING_KEY, [intent] + ranking, add_to_output=True)
+            # The crisis intent alone: with the classifier's ranking behind it, the
+            # FallbackClassifier's ambiguity check (top two within 0.02) could turn a crisis
+            # into nlu_fallback when the classifier was also very sure of another intent.
+            message.set(INTENT_RANKING_KEY, [intent], add_to_output=True)
             message.set("safety", {"category": match.category, "pattern_id": match.pattern_id},
                         add_to_output=True)
         return messages
