@@ -39,20 +39,23 @@ def test_parent_journey_on_the_real_stack(chromium, stack):
         assert "not a person" in bot.first.inner_text().lower() or "police" in bot.first.inner_text().lower()
         # quick reply from the real Rasa buttons
         parent_button = page.get_by_role("button", name=re.compile("worried about a young person", re.I))
+        typing = page.locator("#typing")
+        wait_until(lambda: typing.is_hidden())
+        count = bot.count()
         parent_button.first.click()
-        wait_until(lambda: bot.count() >= 3)
+        wait_until(lambda: bot.count() > count and typing.is_hidden())
         # a real question
         count = bot.count()
         page.fill("#message", "how do extremists recruit teenagers online?")
         page.click("#send")
-        wait_until(lambda: bot.count() > count)
+        wait_until(lambda: bot.count() > count and typing.is_hidden())
         answer = bot.nth(count).inner_text()
         assert len(answer) > 200 and "sorry" not in answer.lower()[:40]
         # the support finder: France
         count = bot.count()
         page.fill("#message", "I need help in France")
         page.click("#send")
-        wait_until(lambda: bot.count() > count)
+        wait_until(lambda: bot.count() > count and typing.is_hidden())
         need = page.get_by_role("button", name=re.compile("drawn in", re.I))
         wait_until(lambda: need.count() > 0)  # the form's question may come a moment later
         need.last.click()
