@@ -10,6 +10,16 @@ code it replaces is the one it expects, and does nothing on any other Rasa versi
    builds a new validator on every call: 30-60 ms of CPU per custom action on 2 busy cores,
    more than the action itself. Here the schema is checked once and the validator reused; the
    same ``best_match`` error is raised for an invalid reply, with Rasa's message.
+2. Event types: turning a stored event (a dict) back into an ``Event`` calls
+   ``Event.resolve_by_type``, which walks every subclass of ``Event`` again (recursively, with
+   ``inspect.isabstract`` on each, ~30 classes) for every event. Loading a conversation's
+   tracker does it once per event, so a message's cost grew with the conversation: at turn 200
+   (1,355 events) this walk was about 60 % of reading the tracker (bench/results/
+   long_conversation.md). Here the class found for a type name is remembered; a name not found
+   yet (e.g. the legacy "topic", an unknown name) still goes through Rasa's own code, so the
+   result and the errors are the same. The one difference: an event class defined after
+   start-up that reuses an existing type name would not be picked up (neither Rasa nor
+   Signpost defines one).
 """
 from __future__ import annotations
 
@@ -54,6 +64,35 @@ def _patch_action_result_validation() -> bool:
     return True
 
 
+def _patch_event_type_lookup() -> bool:
+    import rasa
+    from rasa.shared.core import events as events_mod
+
+    event = events_mod.Event
+    entry = event.__dict__.get("resolve_by_type")
+    original = getattr(entry, "__func__", None)
+    if not rasa.__version__.startswith("3.6.") or original is None \
+            or "all_subclasses(Event)" not in _source(original):
+        logger.info("Rasa %s: event type lookup left as it is", rasa.__version__)
+        return False
+    found: dict = {}
+
+    def resolve_by_type(type_name, default=None):
+        cls = found.get(type_name)
+        if cls is None:
+            cls = original(type_name, default)
+            # only what Rasa found by name (not the default, not None for "topic")
+            if cls is not None and getattr(cls, "type_name", None) == type_name \
+                    and cls is not default:
+                found[type_name] = cls
+        return cls
+
+    resolve_by_type.__wrapped__ = original  # type: ignore[attr-defined]
+    resolve_by_type.__doc__ = original.__doc__
+    event.resolve_by_type = staticmethod(resolve_by_type)
+    return True
+
+
 def _source(func) -> str:
     import inspect
 
@@ -69,7 +108,9 @@ def apply() -> None:
     if _applied or os.environ.get("SIGNPOST_RASA_SPEEDUPS", "1") == "0":
         return
     _applied = True
-    try:
-        _patch_action_result_validation()
-    except Exception:  # noqa: BLE001 - a speed-up must never stop Rasa from starting
-        logger.exception("could not apply the action-result validation speed-up")
+    for name, patch in (("action-result validation", _patch_action_result_validation),
+                        ("event type lookup", _patch_event_type_lookup)):
+        try:
+            patch()
+        except Exception:  # noqa: BLE001 - a speed-up must never stop Rasa from starting
+            logger.exception("could not apply the %s speed-up", name)

@@ -113,3 +113,28 @@ def test_session_start_languages_and_follow_up_domain():
     # with enable_selective_domain, the actions that read the domain must ask for it
     assert domain.does_custom_action_explicitly_need_domain("action_follow_up")
     assert domain.does_custom_action_explicitly_need_domain("validate_support_form")
+
+
+def test_event_type_lookup_gives_rasa_answers():
+    from rasa.shared.core import events as ev
+    from rasa.shared.utils.common import all_subclasses
+
+    from bot import rasa_speedups
+
+    rasa_speedups.apply()
+    patched = ev.Event.resolve_by_type
+    original = getattr(patched, "__wrapped__", None)
+    assert original is not None, "the speed-up was not applied (Rasa version changed?)"
+    names = {cls.type_name for cls in all_subclasses(ev.Event)}
+    assert {"user", "action", "slot", "bot", "session_started", "active_loop"} <= names
+    for name in sorted(names) * 2:  # the second round is answered from memory
+        assert patched(name) is original(name)
+    assert patched("topic") is None and original("topic") is None
+    assert patched("no_such_event", ev.UserUttered) is ev.UserUttered
+    with pytest.raises(ValueError, match="Unknown event name 'no_such_event'"):
+        patched("no_such_event")
+    # a whole tracker's events come back as the same events
+    stored = [ev.UserUttered("hi", {"name": "greet", "confidence": 1.0}).as_dict(),
+              ev.SlotSet("language", "de").as_dict(), ev.ActionExecuted("utter_greet").as_dict(),
+              ev.BotUttered("Hallo").as_dict(), ev.ActiveLoop(None).as_dict()]
+    assert [e.as_dict() for e in ev.deserialise_events(stored)] == stored
