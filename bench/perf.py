@@ -501,12 +501,18 @@ def report(meta, trains, f1, stacks, scale, overhead, args, changes: str) -> str
     L += ["## Targets (issue #10)", "",
           "| target | figure | status |", "|---|---|---|"]
     if overhead:
+        own_ok = overhead["net_p50"] <= TARGETS["gateway_overhead_ms"]
+        hop = (_run(ours, "gateway", 1).pct(50) - _run(ours, "rasa", 1).pct(50)
+               if ours and 1 in args.concurrency else None)
+        status = _met(own_ok)
+        if hop is not None and own_ok and hop > TARGETS["gateway_overhead_ms"]:
+            status = ("**met** for the gateway's own work; **not met** with the extra loopback "
+                      "HTTP hop")
         L.append(f"| gateway overhead ≤ 3 ms p50 | own work (fake instant Rasa, in-process) "
                  f"p50 **{overhead['net_p50']:.2f} ms** (p95 {overhead['net_p95']:.2f} ms); "
-                 + (f"gateway − direct p50 at 1 conversation: "
-                    f"{_run(ours, 'gateway', 1).pct(50) - _run(ours, 'rasa', 1).pct(50):+.1f} ms"
-                    if ours and 1 in args.concurrency else "") + " | "
-                 + _met(overhead["net_p50"] <= TARGETS["gateway_overhead_ms"]) + " |")
+                 + (f"gateway − direct p50 at 1 conversation (own work + one more HTTP hop: "
+                    f"uvicorn in, httpx out): **{hop:+.1f} ms**" if hop is not None else "")
+                 + " | " + status + " |")
     if ours and 10 in args.concurrency:
         p95 = _run(ours, "gateway", 10).pct(95)
         x = _run(ours, "gateway", 10).throughput
