@@ -93,10 +93,10 @@ def child_env(settings: Optional[Settings] = None) -> dict:
     env.setdefault("PYTHONPATH", str(ROOT))
     env.setdefault("RASA_TELEMETRY_ENABLED", "false")
     # Sanic (Rasa, action server) closes idle keep-alive connections after 5 s, while Rasa's
-    # aiohttp client reuses them for 15 s and the gateway's httpx for 5 s: a request sent on a
-    # connection the server is closing fails ("Cannot write to closing transport", seen under
-    # load in bench/perf.py) and the user gets the fail-safe reply. Servers keep idle
-    # connections longer than any client, so the client always closes first.
+    # aiohttp client reuses them for 15 s (the gateway's, bot/rasa_client.py, for 4 s): a
+    # request sent on a connection the server is closing fails ("Cannot write to closing
+    # transport", seen under load in bench/perf.py) and the user gets the fail-safe reply.
+    # Servers keep idle connections longer than any client, so the client always closes first.
     env.setdefault("SANIC_KEEP_ALIVE_TIMEOUT", "75")
     return env
 
