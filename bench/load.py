@@ -39,6 +39,10 @@ from urllib.parse import urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procstat import cpu_s, mem_kb  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "load.md"
 
 #: Conversations a user may have, with weights: lists of (text, metadata) turns.
@@ -117,63 +121,9 @@ class LoadResult:
 
 
 # ---------------------------------------------------------------------------- memory
-def _children(pid: int) -> List[int]:
-    out: List[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children so far (/proc/<pid>/stat)."""
-    total, todo, seen = 0.0, [pid], set()
-    tick = os.sysconf("SC_CLK_TCK")
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        except (OSError, IndexError, ValueError):
-            continue
-        todo += _children(current)
-    return total
-
-
 def rss_kb(pid: int) -> int:
-    """Resident memory of a process and its children, in kB (psutil if present, else /proc)."""
-    try:
-        import psutil  # type: ignore
-
-        proc = psutil.Process(pid)
-        procs = [proc] + proc.children(recursive=True)
-        return sum(p.memory_info().rss for p in procs if p.is_running()) // 1024
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - process gone
-        return 0
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        try:
-            with open(f"/proc/{current}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            continue
-        todo += _children(current)
-    return total
+    """Resident memory of a process and its children, in kB (bench/procstat.py)."""
+    return mem_kb(pid)[0]
 
 
 async def _sample_memory(pids: Dict[str, int], result: LoadResult, t0: float, every_s: float,
@@ -266,7 +216,7 @@ async def run_load(gateway: str, users: int = 200, seconds: float = 300.0,
     t0 = time.monotonic()
     deadline = t0 + seconds
     stop = asyncio.Event()
-    cpu_before = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
+    cpu_before = {name: cpu_s(pid) for name, pid in (pids or {}).items()}
     sampler = asyncio.create_task(_sample_memory(pids or {}, result, t0, sample_every_s, stop))
     limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
     async with httpx.AsyncClient(timeout=request_timeout_s, limits=limits) as client:
@@ -276,7 +226,7 @@ async def run_load(gateway: str, users: int = 200, seconds: float = 300.0,
     result.wall_s = time.monotonic() - t0
     stop.set()
     await sampler
-    result.cpu_s = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in (pids or {}).items()}
+    result.cpu_s = {name: cpu_s(pid) - cpu_before[name] for name, pid in (pids or {}).items()}
     return result
 
 

@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 import latency as lat  # noqa: E402
+from procstat import cpu_s, mem_kb  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
@@ -104,59 +105,6 @@ def machine() -> Dict[str, str]:
 
 
 # --- Processes: memory and CPU from /proc -------------------------------------------------
-def _children(pid: int) -> List[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    out.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
-
-
-def process_tree(pid: int) -> List[int]:
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(_children(p))
-    return tree
-
-
-def mem_kb(pid: int) -> Tuple[int, int]:
-    """(VmRSS, VmHWM) in kB of a process and its descendants (0, 0 if gone)."""
-    rss = hwm = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss += int(line.split()[1])
-                    elif line.startswith("VmHWM:"):
-                        hwm += int(line.split()[1])
-        except OSError:
-            continue
-    return rss, hwm
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / ticks
-
-
 def stack_pids(stack) -> Dict[str, int]:
     return {name: proc.pid for name, proc in stack.procs.items() if proc.poll() is None}
 

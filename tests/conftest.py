@@ -47,6 +47,32 @@ def wait_http(url: str, timeout_s: float, proc: Optional[subprocess.Popen] = Non
     raise RuntimeError(f"{url} did not answer within {timeout_s} s")
 
 
+def serve_in_thread(app, name: str, timeout_s: float = 10.0):
+    """Run an ASGI ``app`` with uvicorn on a free loopback port in a daemon thread (local
+    stand-ins: fake Bot API, slow Rasa). Returns ``(server, thread, port)``; stop with
+    ``server.should_exit = True`` and ``thread.join()``.
+
+    Raises:
+        RuntimeError: the server did not start within ``timeout_s`` seconds.
+    """
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                            access_log=False, lifespan="off", ws="none", loop="asyncio",
+                            http="h11")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.01)
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]
+
+
 @dataclass
 class Stack:
     """The running servers, and helpers to talk to them and to stop/start parts."""

@@ -41,7 +41,7 @@ from starlette.routing import Route
 
 from bot import privacy
 from bot.settings import ROOT
-from tests.conftest import free_port, wait_http
+from tests.conftest import free_port, serve_in_thread, wait_http
 
 pytestmark = pytest.mark.e2e
 
@@ -175,17 +175,7 @@ class SlowRasa:
         return JSONResponse(await asyncio.shield(task))
 
     def start(self) -> "SlowRasa":
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                access_log=False, lifespan="off", ws="none", loop="asyncio",
-                                http="h11")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="slow-rasa", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline and self._thread.is_alive(), "slow Rasa did not start"
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self._server, self._thread, self.port = serve_in_thread(self.app, "slow-rasa")
         return self
 
     def stop(self) -> None:

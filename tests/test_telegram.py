@@ -126,6 +126,9 @@ async def telegram(api, tmp_path):
         settings = make_settings(api, tmp_path, **settings_overrides)
         conversation = Conversation(rasa=rasa.client(), payloads=DOMAIN_PAYLOADS | set(payloads),
                                     failsafe_texts=FAILSAFE, max_chars=settings.max_message_chars)
+        # as the gateway starts (bot/app.py on_startup): patterns loaded before the channel,
+        # so the first message is not slower than settle()'s quiet window
+        await asyncio.to_thread(conversation.load_safety)
         kwargs = dict(poll_timeout_s=1, typing_delay_s=0, retry_backoff_s=0.05)
         kwargs.update(channel_kwargs or {})
         channel = TelegramChannel(settings, **kwargs)

@@ -73,18 +73,9 @@ class FakeBotAPI:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "FakeBotAPI":
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                access_log=False, lifespan="off", ws="none", loop="asyncio",
-                                http="h11")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-bot-api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake Bot API server did not start")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        from tests.conftest import serve_in_thread
+
+        self._server, self._thread, self.port = serve_in_thread(self.app, "fake-bot-api")
         return self
 
     def stop(self) -> None:
